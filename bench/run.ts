@@ -1,0 +1,12 @@
+/** `npm run bench -- NAME...`: runs the named benchmarks (all when none is named). */
+import { benchPublish } from './publish.js';
+
+const BENCHES: Record<string, () => Promise<void>> = {
+  publish: benchPublish,
+};
+
+const names = process.argv.slice(2);
+for (const n of names) if (!BENCHES[n]) { console.error(`unknown benchmark "${n}"; known: ${Object.keys(BENCHES).join(', ')}`); process.exit(2); }
+for (const n of names.length ? names : Object.keys(BENCHES)) {
+  await BENCHES[n]!();
+}
