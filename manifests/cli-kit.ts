@@ -1,5 +1,3 @@
-import { promises as fs } from 'node:fs';
-import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ShoalError, type ErrorCode } from './errors.js';
 
@@ -62,21 +60,7 @@ export function int(text: string | undefined, flag: string): number | undefined 
   return Number(text);
 }
 
-/** Writes a file atomically: temp in the same folder, fsync, rename. */
-export async function writeFileAtomic(file: string, data: string | Buffer, mode = 0o644): Promise<void> {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${Date.now()}.tmp`);
-  const fh = await fs.open(tmp, 'w', mode);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } catch (e) {
-    await fh.close();
-    await fs.rm(tmp, { force: true });
-    throw e;
-  }
-  await fh.close();
-  await fs.rename(tmp, file);
-}
+export { writeFileAtomic } from './atomic-file.js';
 
 export function reportError(io: Io, e: unknown): number {
   if (e instanceof ShoalError) {

@@ -20,8 +20,8 @@ export interface TrustPolicy {
 }
 
 export interface VerifyOptions extends TrustPolicy {
-  /** Highest sequence accepted before for this name (manifests) or name+channel (channels). */
-  lastSequence?: number;
+  /** Highest sequence accepted before for this name (manifests) or name+channel (channels); a function looks it up once the body is known. */
+  lastSequence?: number | ((body: { name: string; channel?: string }) => number | undefined);
   now?: Date;
   limits?: Partial<Limits>;
 }
@@ -71,15 +71,16 @@ export function checkSignatures(bytes: Buffer, sigs: Signature[], policy: TrustP
   throw new ShoalError('threshold-not-met', `${good.length} trusted signature(s), ${policy.threshold} required`, { path: '$.signatures' });
 }
 
-function checkFreshness(expires: string, sequence: number, opts: VerifyOptions, what: string) {
+function checkFreshness(body: { expires: string; sequence: number; name: string; channel?: string }, opts: VerifyOptions, what: string) {
   const now = opts.now ?? new Date();
-  if (Date.parse(expires) <= now.getTime()) throw new ShoalError('expired', `${what} expired at ${expires}`, { path: '$.signed.expires' });
-  if (opts.lastSequence !== undefined && sequence < opts.lastSequence) {
-    throw new ShoalError('rollback', `${what} sequence ${sequence} is older than the accepted ${opts.lastSequence}`, { path: '$.signed.sequence' });
+  if (Date.parse(body.expires) <= now.getTime()) throw new ShoalError('expired', `${what} expired at ${body.expires}`, { path: '$.signed.expires' });
+  const last = typeof opts.lastSequence === 'function' ? opts.lastSequence(body) : opts.lastSequence;
+  if (last !== undefined && body.sequence < last) {
+    throw new ShoalError('rollback', `${what} sequence ${body.sequence} is older than the accepted ${last}`, { path: '$.signed.sequence' });
   }
 }
 
-function verifyDocument<T extends { expires: string; sequence: number }>(
+function verifyDocument<T extends { expires: string; sequence: number; name: string }>(
   input: Buffer | string,
   opts: VerifyOptions,
   validate: (signed: unknown, limits: Limits) => T,
@@ -90,7 +91,7 @@ function verifyDocument<T extends { expires: string; sequence: number }>(
   const body = validate(env.signed, limits);
   const canonical = canonicalBytes(env.signed);
   const signedBy = checkSignatures(canonical, env.signatures, opts);
-  checkFreshness(body.expires, body.sequence, opts, what);
+  checkFreshness(body, opts, what);
   return { body, id: sha256Hex(canonical), signedBy, envelope: { signed: body, signatures: env.signatures }, canonical };
 }
 

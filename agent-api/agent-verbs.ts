@@ -1,0 +1,122 @@
+/** The agent verbs of `shoal`: fetch, peers, daemon. */
+import { createHash } from 'node:crypto';
+import { createWriteStream, promises as fs } from 'node:fs';
+import path from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { args, EXIT, required, type Io } from '../manifests/cli-kit.js';
+import { ShoalError } from '../manifests/errors.js';
+import { syncDir } from '../manifests/atomic-file.js';
+import { formatBytes } from '../manifests/units.js';
+import { DAEMON_HELP, runDaemon } from '../daemon/daemon-cli.js';
+import { AgentClient, type FetchStatus } from './client.js';
+
+export const AGENT_HELP: Record<string, string> = {
+  fetch: `shoal fetch MANIFEST_URL -o PATH [--api URL | --socket PATH] [--json]
+  Ask the local shoald for an artifact, wait until every byte is verified, and write it:
+  a one-file artifact to PATH, a several-file artifact under the directory PATH.
+  Files are written to a temp name, checked against the manifest's SHA-256, fsync'ed and renamed.
+  Exit 0 only when every file is verified; 10 if shoald cannot be reached; 11 if the fetch failed.`,
+  peers: `shoal peers [--api URL | --socket PATH] [--json]
+  List the peers the local shoald knows, with health and bans.`,
+  daemon: DAEMON_HELP,
+};
+
+const conn = { api: { type: 'string' as const }, socket: { type: 'string' as const }, json: { type: 'boolean' as const } };
+
+function clientFrom(values: { api?: string; socket?: string }) {
+  return new AgentClient({ api: values.api, socket: values.socket });
+}
+
+function progressLine(s: FetchStatus): string {
+  const pct = s.size ? ((100 * s.held) / s.size).toFixed(1) : '0.0';
+  return `${s.state} ${pct}% ${formatBytes(s.held)}/${formatBytes(s.size)}  origin ${formatBytes(s.bytes.origin)}  peers ${formatBytes(s.bytes.peer)}`;
+}
+
+/** Streams one verified file from the daemon to dest atomically, hashing as it goes. */
+async function saveFile(client: AgentClient, s: FetchStatus, filePath: string, dest: string, expectSha: string) {
+  const { body } = await client.openFile(s.name!, s.version!, filePath);
+  await fs.mkdir(path.dirname(dest), { recursive: true });
+  const tmp = path.join(path.dirname(dest), `.${path.basename(dest)}.shoal-${process.pid}.tmp`);
+  const hash = createHash('sha256');
+  const tap = new Transform({ transform(c: Buffer, _e, cb) { hash.update(c); cb(null, c); } });
+  try {
+    const out = createWriteStream(tmp, { mode: 0o644 });
+    await pipeline(body, tap, out);
+    const digest = hash.digest('hex');
+    if (digest !== expectSha) throw new ShoalError('blob-mismatch', `${filePath}: received bytes hash to ${digest}, manifest says ${expectSha}`);
+    const fh = await fs.open(tmp, 'r+');
+    await fh.sync();
+    await fh.close();
+    await fs.rename(tmp, dest);
+    await syncDir(path.dirname(dest));
+  } catch (e) {
+    await fs.rm(tmp, { force: true });
+    throw e;
+  }
+}
+
+async function fetchVerb(argv: string[], io: Io): Promise<number> {
+  const { values, positionals } = args(argv, { ...conn, output: { type: 'string', short: 'o' } });
+  if (values.help) { io.out(AGENT_HELP.fetch!); return EXIT.ok; }
+  const url = required(positionals[0], 'MANIFEST_URL');
+  const out = required(values.output, '-o');
+  const client = clientFrom(values);
+  try {
+    const job = await client.createFetch({ manifestUrl: url });
+    let last = 0;
+    const tty = !values.json && process.stderr.isTTY;
+    const s = await client.waitFetch(job.id, {
+      onProgress: (st) => {
+        if (values.json) return;
+        const now = Date.now();
+        if (tty) process.stderr.write(`\r${progressLine(st)}   `);
+        else if (now - last >= 1000 || st.state !== 'running') { io.err(progressLine(st)); last = now; }
+      },
+    }).catch((e) => { if (tty) process.stderr.write('\n'); throw e; });
+    if (tty) process.stderr.write('\n');
+    const written: string[] = [];
+    const single = s.files.length === 1;
+    for (const f of s.files) {
+      const dest = single ? out : path.join(out, ...f.path.split('/'));
+      await saveFile(client, s, f.path, dest, f.blob);
+      written.push(dest);
+    }
+    if (values.json) io.out(JSON.stringify({ ok: true, fetch: s, written }));
+    else {
+      io.out(`${s.name} ${s.version}: ${written.length} file(s) verified → ${out}`);
+      io.out(`  from origin ${formatBytes(s.bytes.origin)}, from peers ${formatBytes(s.bytes.peer)}`);
+    }
+    return EXIT.ok;
+  } catch (e) {
+    if (e instanceof ShoalError && !['unavailable', 'usage'].includes(e.code)) {
+      io.err(`shoal: error [${e.code}]: ${e.message}`);
+      if (values.json) io.out(JSON.stringify({ ok: false, error: { code: e.code, message: e.message } }));
+      return EXIT.failed;
+    }
+    throw e;
+  } finally {
+    await client.close();
+  }
+}
+
+async function peersVerb(argv: string[], io: Io): Promise<number> {
+  const { values } = args(argv, conn, false);
+  if (values.help) { io.out(AGENT_HELP.peers!); return EXIT.ok; }
+  const client = clientFrom(values);
+  try {
+    const peers = await client.peers();
+    if (values.json) io.out(JSON.stringify({ peers }));
+    else if (!peers.length) io.out('no peers known');
+    else for (const p of peers) io.out(`${p.id}  ${p.address}  ${p.healthy ? 'healthy' : 'down'}${p.banned ? `  banned (${p.banReason})` : ''}`);
+    return EXIT.ok;
+  } finally {
+    await client.close();
+  }
+}
+
+export const AGENT_VERBS: Record<string, (argv: string[], io: Io) => Promise<number>> = {
+  fetch: fetchVerb,
+  peers: peersVerb,
+  daemon: runDaemon,
+};

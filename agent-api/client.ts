@@ -1,0 +1,113 @@
+/**
+ * Typed client of the daemon's agent API, over loopback HTTP or the unix
+ * socket. The CLI and tests use it; update agents can embed it.
+ */
+import { Client, Pool, type Dispatcher } from 'undici';
+import type { Readable } from 'node:stream';
+import { ShoalError, type ErrorCode } from '../manifests/errors.js';
+import type { FetchStatus } from '../daemon/fetches.js';
+
+export type { FetchStatus };
+
+export interface PeerView {
+  id: string;
+  address: string;
+  healthy: boolean;
+  banned: boolean;
+  banReason?: string;
+  lastSeen: string | null;
+  source: string;
+}
+
+export const DEFAULT_API = 'http://127.0.0.1:7401';
+
+export class AgentClient {
+  private d: Dispatcher;
+  readonly where: string;
+
+  constructor(opts: { api?: string; socket?: string } = {}) {
+    if (opts.socket) {
+      this.d = new Client('http://localhost', { socketPath: opts.socket });
+      this.where = `unix:${opts.socket}`;
+    } else {
+      const api = opts.api ?? process.env.SHOAL_API ?? DEFAULT_API;
+      try {
+        this.d = new Pool(new URL(api).origin, { connections: 4 });
+      } catch {
+        throw new ShoalError('usage', `--api must be a URL like ${DEFAULT_API}, got "${api}"`);
+      }
+      this.where = api;
+    }
+  }
+
+  private async call<T>(method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown): Promise<T> {
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await this.d.request({ path, method, headers: body ? { 'content-type': 'application/json' } : {}, body: body ? JSON.stringify(body) : undefined, headersTimeout: 30_000, bodyTimeout: 30_000 });
+    } catch (e) {
+      throw new ShoalError('unavailable', `cannot reach shoald at ${this.where}: ${(e as Error).message}`);
+    }
+    const text = await res.body.text();
+    let data: unknown;
+    try {
+      data = JSON.parse(text);
+    } catch {
+      throw new ShoalError('internal', `shoald answered ${res.statusCode} with a body that is not JSON`);
+    }
+    if (res.statusCode >= 400) {
+      const err = (data as { error?: { code?: string; message?: string } }).error;
+      throw new ShoalError((err?.code as ErrorCode) ?? 'internal', err?.message ?? `HTTP ${res.statusCode}`);
+    }
+    return data as T;
+  }
+
+  createFetch(req: { manifestUrl: string } | { manifest: unknown }): Promise<FetchStatus> {
+    return this.call('POST', '/api/v1/fetches', req);
+  }
+
+  getFetch(id: string): Promise<FetchStatus> {
+    return this.call('GET', `/api/v1/fetches/${encodeURIComponent(id)}`);
+  }
+
+  /** Polls until the fetch is done (resolves) or failed (throws its error). */
+  async waitFetch(id: string, opts: { intervalMs?: number; onProgress?: (s: FetchStatus) => void; signal?: AbortSignal } = {}): Promise<FetchStatus> {
+    for (;;) {
+      opts.signal?.throwIfAborted();
+      const s = await this.getFetch(id);
+      opts.onProgress?.(s);
+      if (s.state === 'done') return s;
+      if (s.state === 'failed') throw new ShoalError((s.error?.code as ErrorCode) ?? 'internal', s.error?.message ?? 'fetch failed');
+      await new Promise((r) => setTimeout(r, opts.intervalMs ?? 200));
+    }
+  }
+
+  async peers(): Promise<PeerView[]> {
+    return (await this.call<{ peers: PeerView[] }>('GET', '/api/v1/peers')).peers;
+  }
+
+  status(): Promise<Record<string, unknown>> {
+    return this.call('GET', '/api/v1/status');
+  }
+
+  /** Streams a verified file of a cached artifact. */
+  async openFile(name: string, version: string, filePath: string): Promise<{ body: Readable; size: number; sha256: string }> {
+    const p = `/api/v1/artifacts/${encodeURIComponent(name)}/${encodeURIComponent(version)}/files/${filePath.split('/').map(encodeURIComponent).join('/')}`;
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await this.d.request({ path: p, method: 'GET', headersTimeout: 30_000, bodyTimeout: 60_000 });
+    } catch (e) {
+      throw new ShoalError('unavailable', `cannot reach shoald at ${this.where}: ${(e as Error).message}`);
+    }
+    if (res.statusCode !== 200) {
+      const text = await res.body.text();
+      let err: { code?: string; message?: string } | undefined;
+      try { err = (JSON.parse(text) as { error?: typeof err }).error; } catch { /* not JSON */ }
+      throw new ShoalError((err?.code as ErrorCode) ?? 'internal', err?.message ?? `HTTP ${res.statusCode}`);
+    }
+    return { body: res.body as unknown as Readable, size: Number(res.headers['content-length']), sha256: String(res.headers['x-shoal-sha256']) };
+  }
+
+  async close() {
+    await this.d.close();
+  }
+}

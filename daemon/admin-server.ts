@@ -1,0 +1,126 @@
+/**
+ * The admin listener (loopback by default, plus the agent unix socket): the
+ * agent API under /api/v1, health and readiness. Every error is JSON
+ * `{error: {code, message}}` with a stable code.
+ */
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream/promises';
+import { ShoalError } from '../manifests/errors.js';
+import type { FetchManager } from './fetches.js';
+import { parseRange, readJsonBody, sendError, sendJson } from './http-util.js';
+import type { Logger } from './log.js';
+import type { BlobStore } from './store/blob-store.js';
+import type { PeerTable } from './swarm/peer-table.js';
+import type { Swarm } from './swarm/swarm.js';
+
+export interface AdminDeps {
+  selfId: string;
+  site: string;
+  fetches: FetchManager;
+  table: PeerTable;
+  swarm: Swarm;
+  store: BlobStore;
+  log: Logger;
+  ready(): boolean;
+  peerPort(): number;
+}
+
+export function createAdminServer(d: AdminDeps): http.Server {
+  const server = http.createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 0, headersTimeout: 10_000 }, (req, res) => {
+    route(d, req, res).catch((e) => {
+      if (!(e instanceof ShoalError)) d.log('error', 'admin request failed', { url: req.url, error: (e as Error).stack });
+      sendError(res, e);
+    });
+  });
+  server.on('clientError', (_e, socket) => socket.destroy());
+  return server;
+}
+
+async function route(d: AdminDeps, req: IncomingMessage, res: ServerResponse) {
+  const url = new URL(req.url ?? '/', 'http://admin');
+  const p = url.pathname;
+  const m = req.method ?? 'GET';
+  if (m === 'GET' && p === '/healthz') return sendJson(res, 200, { ok: true });
+  if (m === 'GET' && p === '/readyz') return sendJson(res, d.ready() ? 200 : 503, { ready: d.ready() });
+  if (!p.startsWith('/api/v1/')) throw new ShoalError('not-found', `no route for ${m} ${p}`);
+  const parts = p.slice('/api/v1/'.length).split('/').map(decodeSegment);
+  const [what, id, ...rest] = parts;
+  if (what === 'fetches') {
+    if (m === 'POST' && !id) return createFetch(d, req, res);
+    if (m === 'GET' && !id) return sendJson(res, 200, { fetches: d.fetches.list().map((j) => j.status()) });
+    if (m === 'GET' && id && !rest.length) {
+      const job = d.fetches.get(id);
+      if (!job) throw new ShoalError('not-found', `no fetch ${id}`);
+      return sendJson(res, 200, job.status());
+    }
+  }
+  if (m === 'GET' && what === 'peers' && !id) return sendJson(res, 200, { peers: peers(d) });
+  if (m === 'GET' && what === 'status' && !id) return sendJson(res, 200, status(d));
+  if ((m === 'GET' || m === 'HEAD') && what === 'artifacts' && id && rest[0] && rest[1] === 'files' && rest.length > 2) {
+    return artifactFile(d, id, rest[0], rest.slice(2).join('/'), req, res);
+  }
+  throw new ShoalError('not-found', `no route for ${m} ${p}`);
+}
+
+function decodeSegment(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    throw new ShoalError('bad-request', 'bad percent-encoding in the path');
+  }
+}
+
+async function createFetch(d: AdminDeps, req: IncomingMessage, res: ServerResponse) {
+  const body = (await readJsonBody(req, 33 << 20)) as { manifestUrl?: unknown; manifest?: unknown } | null;
+  if (!body || typeof body !== 'object') throw new ShoalError('bad-request', 'body must be {manifestUrl} or {manifest}');
+  let job;
+  if (typeof body.manifestUrl === 'string') job = d.fetches.create({ manifestUrl: body.manifestUrl });
+  else if (body.manifest && typeof body.manifest === 'object') job = d.fetches.create({ manifest: Buffer.from(JSON.stringify(body.manifest)) });
+  else throw new ShoalError('bad-request', 'body must be {manifestUrl: string} or {manifest: object}');
+  sendJson(res, 202, job.status());
+}
+
+function peers(d: AdminDeps) {
+  return d.table.all().map((p) => ({
+    id: p.id, address: p.address, healthy: p.healthy, banned: d.table.isBanned(p),
+    ...(d.table.isBanned(p) ? { banReason: p.banReason, bannedUntil: new Date(p.bannedUntil).toISOString() } : {}),
+    lastSeen: p.lastOk ? new Date(p.lastOk).toISOString() : null, source: p.source,
+  }));
+}
+
+function status(d: AdminDeps) {
+  return {
+    peerId: d.selfId, site: d.site, peerPort: d.peerPort(),
+    peers: { healthy: d.table.usable().length, known: d.table.all().length },
+    downloads: d.swarm.active().map((x) => x.progress()),
+    cache: { usedBytes: d.store.usedBytes(), maxBytes: d.store.maxBytes, blobs: d.store.list().length },
+    leases: d.swarm.coordinator.activeLeases(),
+  };
+}
+
+async function artifactFile(d: AdminDeps, name: string, version: string, filePath: string, req: IncomingMessage, res: ServerResponse) {
+  const v = await d.fetches.manifestByVersion(name, version);
+  const file = v?.body.files.find((f) => f.path === filePath);
+  if (!file) throw new ShoalError('not-found', `no file ${filePath} in ${name} ${version}`);
+  const blob = d.store.get(file.sha256);
+  if (!blob || !blob.complete) throw new ShoalError('not-found', `${filePath} of ${name} ${version} is not (completely) cached`);
+  let start = 0;
+  let end = blob.size - 1;
+  const headers: http.OutgoingHttpHeaders = { 'content-type': 'application/octet-stream', 'accept-ranges': 'bytes', etag: `"${file.sha256}"`, 'x-shoal-sha256': file.sha256 };
+  let status = 200;
+  if (req.headers.range !== undefined && blob.size > 0) {
+    const r = parseRange(req.headers.range, blob.size);
+    if (r === undefined) throw new ShoalError('bad-request', 'Range must be one "bytes=a-b" range');
+    if (r === 'unsatisfiable') {
+      res.writeHead(416, { 'content-range': `bytes */${blob.size}` });
+      return void res.end();
+    }
+    ({ start, end } = r);
+    status = 206;
+    headers['content-range'] = `bytes ${start}-${end}/${blob.size}`;
+  }
+  headers['content-length'] = blob.size === 0 ? 0 : end - start + 1;
+  res.writeHead(status, headers);
+  if (req.method === 'HEAD' || blob.size === 0) return void res.end();
+  await pipeline(blob.openRead(start, end, 1 << 20), res).catch(() => res.destroy());
+}

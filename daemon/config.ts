@@ -1,0 +1,229 @@
+/**
+ * Daemon configuration: defaults ← JSON file ← environment (SHOAL_*) ← flags.
+ * Every key is validated; an error names the key, where it came from and why.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { ShoalError } from '../manifests/errors.js';
+import { parseDuration, parseSize } from '../manifests/units.js';
+
+export interface HostPort { host: string; port: number }
+
+export interface Config {
+  peerListen: HostPort;
+  /** Address peers should use to reach us when peerListen is a wildcard; default: the listen address. */
+  advertiseHost?: string;
+  adminListen: HostPort;
+  agentSocket?: string;
+  cacheDir: string;
+  cacheMaxBytes: number;
+  trustedKeys: string[];
+  threshold: number;
+  staticPeers: HostPort[];
+  discovery: 'mdns' | 'static';
+  interfaces: string[];
+  siteId: string;
+  originMaxBytesPerSec: number;
+  uploadMaxBytesPerSec: number;
+  chunkConcurrency: number;
+  originConcurrency: number;
+  leaseTtlMs: number;
+  requestTimeoutMs: number;
+  /** A transfer slower than this (after a grace second) is a stall. */
+  minPeerBytesPerSec: number;
+  banMs: number;
+  /** Chunks per origin lease: one ranged GET fetches the run. */
+  leaseRunChunks: number;
+  /** A download with no source for this long fails with `unavailable`. */
+  noProgressTimeoutMs: number;
+  maxManifestBytes: number;
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+}
+
+export const DEFAULTS: Config = {
+  peerListen: { host: '0.0.0.0', port: 7400 },
+  adminListen: { host: '127.0.0.1', port: 7401 },
+  cacheDir: '/var/cache/shoal',
+  cacheMaxBytes: 20 * 2 ** 30,
+  trustedKeys: [],
+  threshold: 1,
+  staticPeers: [],
+  discovery: 'static',
+  interfaces: [],
+  siteId: 'default',
+  originMaxBytesPerSec: 0,
+  uploadMaxBytesPerSec: 0,
+  chunkConcurrency: 8,
+  originConcurrency: 2,
+  leaseTtlMs: 10_000,
+  requestTimeoutMs: 30_000,
+  minPeerBytesPerSec: 256 * 1024,
+  banMs: 60_000,
+  leaseRunChunks: 8,
+  noProgressTimeoutMs: 300_000,
+  maxManifestBytes: 32 << 20,
+  logLevel: 'info',
+};
+
+type Parser = (v: unknown, key: string) => unknown;
+
+const bad = (key: string, why: string) => new ShoalError('bad-config', `config key ${key}: ${why}`);
+
+function hostPort(v: unknown, key: string): HostPort {
+  if (typeof v !== 'string') throw bad(key, 'expected "host:port"');
+  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(v.trim());
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port > 65535) throw bad(key, `expected "host:port", got ${JSON.stringify(v)}`);
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
+}
+
+function list(item: Parser): Parser {
+  return (v, key) => {
+    const arr = typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : v;
+    if (!Array.isArray(arr)) throw bad(key, 'expected a list');
+    if (arr.length > 1024) throw bad(key, 'too many entries (max 1024)');
+    return arr.map((x, i) => item(x, `${key}[${i}]`));
+  };
+}
+
+function string(re?: RegExp, hint?: string): Parser {
+  return (v, key) => {
+    if (typeof v !== 'string' || v.length === 0 || v.length > 4096) throw bad(key, 'expected a non-empty string');
+    if (re && !re.test(v)) throw bad(key, hint ?? `must match ${re}`);
+    return v;
+  };
+}
+
+function integer(min: number, max: number): Parser {
+  return (v, key) => {
+    const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
+    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < min || n > max) throw bad(key, `expected a whole number from ${min} to ${max}`);
+    return n;
+  };
+}
+
+const size: Parser = (v, key) => {
+  try {
+    return parseSize(typeof v === 'number' ? v : String(v), key);
+  } catch {
+    throw bad(key, `expected a size like 20GiB or a number of bytes, got ${JSON.stringify(v)}`);
+  }
+};
+
+const duration: Parser = (v, key) => {
+  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return v;
+  try {
+    return parseDuration(String(v), key);
+  } catch {
+    throw bad(key, `expected a duration like 10s or milliseconds, got ${JSON.stringify(v)}`);
+  }
+};
+
+function oneOf<T extends string>(...values: T[]): Parser {
+  return (v, key) => {
+    if (!values.includes(v as T)) throw bad(key, `expected one of ${values.join(', ')}`);
+    return v;
+  };
+}
+
+const PARSERS: Record<keyof Config, Parser> = {
+  peerListen: hostPort,
+  advertiseHost: string(/^[A-Za-z0-9.:-]+$/, 'expected a host name or address'),
+  adminListen: hostPort,
+  agentSocket: string(),
+  cacheDir: string(),
+  cacheMaxBytes: size,
+  trustedKeys: list(string()),
+  threshold: integer(1, 32),
+  staticPeers: list(hostPort),
+  discovery: oneOf('mdns', 'static'),
+  interfaces: list(string(/^[A-Za-z0-9._:-]{1,64}$/, 'expected an interface name or address')),
+  siteId: string(/^[A-Za-z0-9._-]{1,64}$/, 'use letters, digits, . _ - (at most 64)'),
+  originMaxBytesPerSec: size,
+  uploadMaxBytesPerSec: size,
+  chunkConcurrency: integer(1, 64),
+  originConcurrency: integer(1, 32),
+  leaseTtlMs: duration,
+  requestTimeoutMs: duration,
+  minPeerBytesPerSec: size,
+  banMs: duration,
+  leaseRunChunks: integer(1, 64),
+  noProgressTimeoutMs: duration,
+  maxManifestBytes: size,
+  logLevel: oneOf('debug', 'info', 'warn', 'error'),
+};
+
+export const CONFIG_KEYS = Object.keys(PARSERS) as (keyof Config)[];
+
+const envName = (k: string) => `SHOAL_${k.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+const flagName = (k: string) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+
+function apply(target: Record<string, unknown>, source: Record<string, unknown>, where: string) {
+  for (const [k, v] of Object.entries(source)) {
+    const parse = PARSERS[k as keyof Config];
+    if (!parse) throw new ShoalError('bad-config', `${where}: unknown config key "${k}" (known: ${CONFIG_KEYS.join(', ')})`);
+    try {
+      target[k] = parse(v, k);
+    } catch (e) {
+      throw new ShoalError('bad-config', `${where}: ${(e as Error).message}`);
+    }
+  }
+}
+
+export interface ConfigSources {
+  file?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Already split flags, e.g. { cacheDir: '/tmp/x' } from --cache-dir. */
+  flags?: Record<string, unknown>;
+}
+
+export async function loadConfig(src: ConfigSources = {}): Promise<Config> {
+  const cfg: Record<string, unknown> = { ...DEFAULTS };
+  // systemd hands us our directories; they are better defaults than the compiled-in ones.
+  const env = src.env ?? process.env;
+  if (env.CACHE_DIRECTORY) cfg.cacheDir = env.CACHE_DIRECTORY.split(':')[0];
+  if (src.file) {
+    let text: string;
+    try {
+      const st = await fs.stat(src.file);
+      if (st.size > 1 << 20) throw new Error('larger than 1 MiB');
+      text = await fs.readFile(src.file, 'utf8');
+    } catch (e) {
+      throw new ShoalError('bad-config', `config file ${src.file}: ${(e as Error).message}`);
+    }
+    let obj: unknown;
+    try {
+      obj = JSON.parse(text);
+    } catch (e) {
+      throw new ShoalError('bad-config', `config file ${src.file} is not JSON: ${(e as Error).message}`);
+    }
+    if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw new ShoalError('bad-config', `config file ${src.file} must hold a JSON object`);
+    // Relative paths in a file are relative to the file.
+    const o = obj as Record<string, unknown>;
+    const base = path.dirname(path.resolve(src.file));
+    for (const k of ['cacheDir', 'agentSocket'] as const) if (typeof o[k] === 'string') o[k] = path.resolve(base, o[k] as string);
+    if (Array.isArray(o.trustedKeys)) o.trustedKeys = o.trustedKeys.map((s) => (typeof s === 'string' && !s.startsWith('ed25519:') ? path.resolve(base, s) : s));
+    apply(cfg, o, `config file ${src.file}`);
+  }
+  const fromEnv: Record<string, unknown> = {};
+  for (const k of CONFIG_KEYS) if (env[envName(k)] !== undefined) fromEnv[k] = env[envName(k)];
+  apply(cfg, fromEnv, 'environment');
+  apply(cfg, src.flags ?? {}, 'command line');
+  const c = cfg as unknown as Config;
+  if (c.trustedKeys.length > 0 && c.threshold > c.trustedKeys.length) {
+    throw new ShoalError('bad-config', `config key threshold: ${c.threshold} is more than the ${c.trustedKeys.length} trusted key(s)`);
+  }
+  return c;
+}
+
+/** The flag spellings (`--cache-dir`) of every key, for the CLI's parseArgs table. */
+export function configFlags(): Record<string, { type: 'string' }> {
+  return Object.fromEntries(CONFIG_KEYS.map((k) => [flagName(k), { type: 'string' as const }]));
+}
+
+export function flagsToConfig(values: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const k of CONFIG_KEYS) if (values[flagName(k)] !== undefined) out[k] = values[flagName(k)];
+  return out;
+}
+

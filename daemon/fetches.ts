@@ -1,0 +1,178 @@
+/**
+ * Fetch jobs: an agent names a manifest; the daemon fetches and verifies it
+ * (trusted keys, threshold, expiry, rollback), keeps it, and downloads every
+ * file through the swarm. The same blob asked twice is one download.
+ */
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { writeFileAtomic } from '../manifests/atomic-file.js';
+import { ShoalError, isShoalError } from '../manifests/errors.js';
+import type { PublicKey } from '../manifests/keys.js';
+import type { ManifestBody, ManifestFile } from '../manifests/schema.js';
+import { verifyManifest, type Verified } from '../manifests/verify.js';
+import type { Config } from './config.js';
+import type { Logger } from './log.js';
+import type { OriginClient } from './origin/origin-client.js';
+import type { DaemonState } from './state.js';
+import type { BlobDownload } from './swarm/downloader.js';
+import type { Swarm } from './swarm/swarm.js';
+
+export interface FetchStatus {
+  id: string;
+  state: 'resolving' | 'running' | 'done' | 'failed';
+  manifestUrl?: string;
+  manifestId?: string;
+  name?: string;
+  version?: string;
+  size: number;
+  held: number;
+  bytes: { origin: number; peer: number };
+  files: Array<{ path: string; blob: string; size: number; chunks: number; held: number; state: string }>;
+  error?: { code: string; message: string };
+  createdAt: string;
+  finishedAt?: string;
+}
+
+export class FetchJob {
+  readonly id = randomBytes(8).toString('hex');
+  state: FetchStatus['state'] = 'resolving';
+  manifest: Verified<ManifestBody> | undefined;
+  downloads: Array<{ file: ManifestFile; download: BlobDownload }> = [];
+  error: ShoalError | undefined;
+  readonly createdAt = new Date();
+  finishedAt: Date | undefined;
+  done!: Promise<void>;
+  constructor(readonly manifestUrl: string | undefined) {}
+
+  status(): FetchStatus {
+    const files = this.downloads.map(({ file, download }) => ({
+      path: file.path, blob: file.sha256, size: file.size, chunks: file.chunks.length,
+      held: download.blob.heldCount, state: download.state,
+    }));
+    const bytes = { origin: 0, peer: 0 };
+    for (const { download } of this.downloads) { bytes.origin += download.bytes.origin; bytes.peer += download.bytes.peer; }
+    const m = this.manifest?.body;
+    const size = m ? m.files.reduce((n, f) => n + f.size, 0) : 0;
+    const held = this.downloads.reduce((n, { file, download }) => n + Math.min(file.size, download.blob.heldCount * file.chunkSize), 0);
+    return {
+      id: this.id, state: this.state,
+      ...(this.manifestUrl ? { manifestUrl: this.manifestUrl } : {}),
+      ...(this.manifest ? { manifestId: this.manifest.id, name: m!.name, version: m!.version } : {}),
+      size, held, bytes, files,
+      ...(this.error ? { error: { code: this.error.code, message: this.error.message } } : {}),
+      createdAt: this.createdAt.toISOString(),
+      ...(this.finishedAt ? { finishedAt: this.finishedAt.toISOString() } : {}),
+    };
+  }
+}
+
+export interface FetchDeps {
+  config: Config;
+  origin: OriginClient;
+  swarm: Swarm;
+  state: DaemonState;
+  trustedKeys: PublicKey[];
+  log: Logger;
+  onFinished?(job: FetchJob): void;
+}
+
+export class FetchManager {
+  private jobs = new Map<string, FetchJob>();
+  /** Verified manifests we hold: id → bytes path; name/version → id. */
+  private byVersion = new Map<string, string>();
+  readonly manifestDir: string;
+
+  constructor(private d: FetchDeps) {
+    this.manifestDir = path.join(d.config.cacheDir, 'manifests');
+  }
+
+  async init() {
+    await fs.mkdir(this.manifestDir, { recursive: true, mode: 0o750 });
+    for (const name of await fs.readdir(this.manifestDir)) {
+      const m = /^([0-9a-f]{64})\.json$/.exec(name);
+      if (!m) continue;
+      try {
+        // Re-verify what we kept: keys may have changed since. Expiry does not
+        // matter for bytes we already verified, so only structure and signatures count.
+        const v = this.verify(await fs.readFile(path.join(this.manifestDir, name)), { ignoreExpiry: true });
+        if (v.id === m[1]) this.byVersion.set(`${v.body.name}/${v.body.version}`, v.id);
+      } catch (e) {
+        this.d.log('warn', 'ignoring stored manifest', { file: name, error: (e as Error).message });
+      }
+    }
+  }
+
+  private verify(bytes: Buffer, opts: { ignoreExpiry?: boolean } = {}) {
+    if (this.d.trustedKeys.length === 0) throw new ShoalError('bad-config', 'no trustedKeys configured: the daemon cannot accept any manifest');
+    return verifyManifest(bytes, {
+      keys: this.d.trustedKeys,
+      threshold: this.d.config.threshold,
+      ...(opts.ignoreExpiry ? { now: new Date(0) } : { lastSequence: (b: { name: string }) => this.d.state.lastSequence(b.name) }),
+      limits: { maxBytes: this.d.config.maxManifestBytes },
+    });
+  }
+
+  async manifestBytes(id: string): Promise<Buffer | undefined> {
+    if (!/^[0-9a-f]{64}$/.test(id)) return undefined;
+    return fs.readFile(path.join(this.manifestDir, `${id}.json`)).catch(() => undefined);
+  }
+
+  async manifestByVersion(name: string, version: string): Promise<Verified<ManifestBody> | undefined> {
+    const id = this.byVersion.get(`${name}/${version}`);
+    const bytes = id ? await this.manifestBytes(id) : undefined;
+    return bytes ? this.verify(bytes, { ignoreExpiry: true }) : undefined;
+  }
+
+  /** Starts a fetch of the manifest at a URL (or given inline). Returns at once; poll the job. */
+  create(req: { manifestUrl?: string; manifest?: Buffer }): FetchJob {
+    if (!req.manifestUrl && !req.manifest) throw new ShoalError('bad-request', 'give manifestUrl or manifest');
+    const job = new FetchJob(req.manifestUrl);
+    this.jobs.set(job.id, job);
+    job.done = this.run(job, req).finally(() => {
+      job.finishedAt = new Date();
+      this.d.onFinished?.(job);
+    });
+    job.done.catch(() => {});
+    this.prune();
+    return job;
+  }
+
+  private async run(job: FetchJob, req: { manifestUrl?: string; manifest?: Buffer }) {
+    try {
+      const bytes = req.manifest ?? (await this.d.origin.fetchDocument(req.manifestUrl!, this.d.config.maxManifestBytes));
+      const v = this.verify(bytes);
+      job.manifest = v;
+      await writeFileAtomic(path.join(this.manifestDir, `${v.id}.json`), bytes);
+      this.byVersion.set(`${v.body.name}/${v.body.version}`, v.id);
+      await this.d.state.accept(v.body.name, v.body.sequence);
+      job.state = 'running';
+      for (const file of v.body.files) {
+        const download = await this.d.swarm.download({ sha256: file.sha256, size: file.size, chunkSize: file.chunkSize, chunks: file.chunks }, file.urls);
+        job.downloads.push({ file, download });
+      }
+      await Promise.all(job.downloads.map((x) => x.download.done));
+      job.state = 'done';
+      this.d.log('info', 'fetch done', { job: job.id, name: v.body.name, version: v.body.version, ...job.status().bytes });
+    } catch (e) {
+      job.state = 'failed';
+      job.error = isShoalError(e) ? e : new ShoalError('internal', (e as Error).message);
+      this.d.log('warn', 'fetch failed', { job: job.id, code: job.error.code, error: job.error.message });
+      throw job.error;
+    }
+  }
+
+  get(id: string): FetchJob | undefined {
+    return this.jobs.get(id);
+  }
+
+  list(): FetchJob[] {
+    return [...this.jobs.values()];
+  }
+
+  /** Keeps memory bounded: finished jobs beyond the newest 500 are forgotten. */
+  private prune() {
+    const finished = [...this.jobs.values()].filter((j) => j.finishedAt);
+    for (const j of finished.slice(0, Math.max(0, finished.length - 500))) this.jobs.delete(j.id);
+  }
+}

@@ -1,0 +1,63 @@
+/** Small helpers shared by the daemon's HTTP listeners. */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ShoalError, type ErrorCode } from '../manifests/errors.js';
+
+const STATUS: Partial<Record<ErrorCode, number>> = {
+  'bad-request': 400, usage: 400, malformed: 400, inconsistent: 400, 'unsupported-schema': 400,
+  'bad-signature': 403, 'unknown-key': 403, 'threshold-not-met': 403, 'duplicate-keyid': 403,
+  expired: 403, rollback: 409, 'not-found': 404, 'too-large': 413, unavailable: 503,
+  'origin-error': 502, 'peer-error': 502, timeout: 504, 'no-space': 507, aborted: 409,
+};
+
+export function sendJson(res: ServerResponse, status: number, body: unknown) {
+  const data = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data), 'cache-control': 'no-store' });
+  res.end(data);
+}
+
+/** `{error: {code, message}}` with the status that fits the code. */
+export function sendError(res: ServerResponse, e: unknown) {
+  const err = e instanceof ShoalError ? e : new ShoalError('internal', 'internal error');
+  if (res.headersSent) { res.destroy(); return; }
+  sendJson(res, STATUS[err.code] ?? 500, { error: { code: err.code, message: err.message } });
+}
+
+/** Reads a JSON request body of at most maxBytes. */
+export async function readJsonBody(req: IncomingMessage, maxBytes: number): Promise<unknown> {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > maxBytes) throw new ShoalError('too-large', `request body larger than ${maxBytes} bytes`);
+  const parts: Buffer[] = [];
+  let n = 0;
+  for await (const b of req as AsyncIterable<Buffer>) {
+    n += b.length;
+    if (n > maxBytes) throw new ShoalError('too-large', `request body larger than ${maxBytes} bytes`);
+    parts.push(b);
+  }
+  try {
+    return JSON.parse(Buffer.concat(parts).toString('utf8')) as unknown;
+  } catch {
+    throw new ShoalError('bad-request', 'request body is not JSON');
+  }
+}
+
+/** Parses a single `bytes=a-b` / `bytes=a-` / `bytes=-n` range against a size; undefined = malformed. */
+export function parseRange(header: string, size: number): { start: number; end: number } | 'unsatisfiable' | undefined {
+  const m = /^bytes=(\d{0,16})-(\d{0,16})$/.exec(header.trim());
+  if (!m || (m[1] === '' && m[2] === '')) return undefined;
+  let start: number;
+  let end: number;
+  if (m[1] === '') {
+    const n = Number(m[2]);
+    if (n === 0) return 'unsatisfiable';
+    start = Math.max(0, size - n);
+    end = size - 1;
+  } else {
+    start = Number(m[1]);
+    end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+    if (m[2] !== '' && Number(m[2]) < start) return undefined;
+  }
+  if (start >= size || size === 0) return 'unsatisfiable';
+  return { start, end };
+}
+
+export const HEX64 = /^[0-9a-f]{64}$/;

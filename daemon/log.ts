@@ -1,0 +1,17 @@
+/** Structured logs: one JSON object per line on stdout (journald keeps them). */
+export type Level = 'debug' | 'info' | 'warn' | 'error';
+const ORDER: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+export interface Logger {
+  (level: Level, msg: string, fields?: Record<string, unknown>): void;
+  level: Level;
+}
+
+export function createLogger(level: Level, write: (line: string) => void = (l) => process.stdout.write(l)): Logger {
+  const log = ((lvl: Level, msg: string, fields: Record<string, unknown> = {}) => {
+    if (ORDER[lvl] < ORDER[log.level]) return;
+    write(`${JSON.stringify({ time: new Date().toISOString(), level: lvl, msg, ...fields })}\n`);
+  }) as Logger;
+  log.level = level;
+  return log;
+}

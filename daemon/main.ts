@@ -1,0 +1,105 @@
+/** shoald: wires the subsystems from config, starts them, stops cleanly on SIGTERM/SIGINT. */
+import { promises as fs } from 'node:fs';
+import type http from 'node:http';
+import path from 'node:path';
+import { ShoalError } from '../manifests/errors.js';
+import { loadPublicKey } from '../manifests/keys.js';
+import { createAdminServer } from './admin-server.js';
+import type { Config } from './config.js';
+import { FetchManager } from './fetches.js';
+import { TokenBucket } from './limits.js';
+import { createLogger, type Logger } from './log.js';
+import { OriginClient } from './origin/origin-client.js';
+import { createPeerServer, listen } from './peer-server/peer-server.js';
+import { DaemonState } from './state.js';
+import { BlobStore } from './store/blob-store.js';
+import { PeerClient } from './swarm/peer-client.js';
+import { PeerTable } from './swarm/peer-table.js';
+import { Swarm } from './swarm/swarm.js';
+
+export interface Counters {
+  originBytes: number;
+  peerBytes: number;
+  uploadBytes: number;
+  verifyFailures: { origin: number; peer: number };
+}
+
+export interface Daemon {
+  peerId: string;
+  peerPort: number;
+  adminPort: number;
+  config: Config;
+  counters: Counters;
+  swarm: Swarm;
+  fetches: FetchManager;
+  table: PeerTable;
+  store: BlobStore;
+  stop(): Promise<void>;
+}
+
+export async function startDaemon(config: Config, log: Logger = createLogger(config.logLevel)): Promise<Daemon> {
+  await fs.mkdir(config.cacheDir, { recursive: true, mode: 0o750 }).catch((e) => {
+    throw new ShoalError('bad-config', `cacheDir ${config.cacheDir}: ${(e as Error).message}`);
+  });
+  const trustedKeys = await Promise.all(config.trustedKeys.map(loadPublicKey));
+  const state = await DaemonState.open(config.cacheDir);
+  const counters: Counters = { originBytes: 0, peerBytes: 0, uploadBytes: 0, verifyFailures: { origin: 0, peer: 0 } };
+  const store = await BlobStore.open(config.cacheDir, config.cacheMaxBytes, {
+    log: (level, msg, fields) => log(level, msg, fields),
+    evicted: (sha, bytes) => log('info', 'evicted blob', { blob: sha, bytes }),
+  });
+  const client = new PeerClient({ requestTimeoutMs: config.requestTimeoutMs, minBytesPerSec: config.minPeerBytesPerSec });
+  const table = new PeerTable(state.peerId, config.siteId, client, log);
+  for (const sp of config.staticPeers) table.addAddress(sp.host, sp.port, 'static');
+  const origin = new OriginClient({ maxBytesPerSec: config.originMaxBytesPerSec, concurrency: config.originConcurrency, requestTimeoutMs: config.requestTimeoutMs });
+  const swarm = new Swarm({
+    selfId: state.peerId, config, log, store, table, client, origin,
+    stats: {
+      originBytes: (n) => { counters.originBytes += n; },
+      peerBytes: (n) => { counters.peerBytes += n; },
+      verifyFailure: (s) => { counters.verifyFailures[s]++; },
+    },
+  });
+  const fetches = new FetchManager({ config, origin, swarm, state, trustedKeys, log });
+  await fetches.init();
+
+  const uploadBucket = new TokenBucket(config.uploadMaxBytesPerSec);
+  const peerServer = createPeerServer({
+    selfId: state.peerId, site: config.siteId, store, coordinator: swarm.coordinator, uploadBucket, log,
+    manifest: (id) => fetches.manifestBytes(id),
+    onUpload: (n) => { counters.uploadBytes += n; },
+  });
+  let ready = false;
+  let peerPort = 0;
+  const adminServer = createAdminServer({ selfId: state.peerId, site: config.siteId, fetches, table, swarm, store, log, ready: () => ready, peerPort: () => peerPort });
+  const servers: http.Server[] = [peerServer, adminServer];
+  peerPort = await listen(peerServer, config.peerListen.host, config.peerListen.port);
+  const adminPort = await listen(adminServer, config.adminListen.host, config.adminListen.port);
+  let socketServer: http.Server | undefined;
+  if (config.agentSocket) {
+    await fs.mkdir(path.dirname(config.agentSocket), { recursive: true });
+    await fs.rm(config.agentSocket, { force: true });
+    socketServer = createAdminServer({ selfId: state.peerId, site: config.siteId, fetches, table, swarm, store, log, ready: () => ready, peerPort: () => peerPort });
+    await new Promise<void>((resolve, reject) => socketServer!.once('error', reject).listen(config.agentSocket, () => resolve()));
+    await fs.chmod(config.agentSocket, 0o660);
+    servers.push(socketServer);
+  }
+  table.start();
+  ready = true;
+  log('info', 'shoald ready', { peerId: state.peerId, peerPort, adminPort, site: config.siteId, cacheDir: config.cacheDir });
+
+  let stopping: Promise<void> | undefined;
+  return {
+    peerId: state.peerId, peerPort, adminPort, config, counters, swarm, fetches, table, store,
+    stop: () => (stopping ??= (async () => {
+      ready = false;
+      table.stop();
+      await swarm.stop();
+      for (const s of servers) { s.close(); s.closeAllConnections(); }
+      await Promise.allSettled([client.close(), origin.close()]);
+      await store.close();
+      if (config.agentSocket) await fs.rm(config.agentSocket, { force: true });
+      log('info', 'shoald stopped');
+    })()),
+  };
+}

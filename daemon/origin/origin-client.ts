@@ -1,0 +1,190 @@
+/**
+ * The upstream origin, over undici with its own connection pool and
+ * concurrency cap (origin load is budgeted apart from peer traffic).
+ * Ranged GETs are resumed by our own loop from the exact byte where a body
+ * broke off: undici's retry interceptor can stall when resuming bodies under
+ * backpressure, so it is not used for bodies.
+ */
+import { Agent, interceptors, type Dispatcher } from 'undici';
+import { ShoalError } from '../../manifests/errors.js';
+import { Semaphore, sleep, TokenBucket } from '../limits.js';
+
+export interface OriginOptions {
+  maxBytesPerSec: number;
+  concurrency: number;
+  requestTimeoutMs: number;
+  maxAttempts?: number;
+  /** Called with every body byte count received from the origin (metrics, accounting). */
+  onBytes?: (n: number) => void;
+  onResponse?: (status: number) => void;
+}
+
+const CONTENT_RANGE_RE = /^bytes (\d+)-(\d+)\/(\d+|\*)$/;
+
+export class OriginClient {
+  readonly bucket: TokenBucket;
+  private readonly sem: Semaphore;
+  private readonly dispatcher: Dispatcher;
+  private readonly agent: Agent;
+
+  constructor(private opts: OriginOptions) {
+    this.bucket = new TokenBucket(opts.maxBytesPerSec);
+    this.sem = new Semaphore(opts.concurrency);
+    this.agent = new Agent({
+      connections: opts.concurrency + 2,
+      headersTimeout: opts.requestTimeoutMs,
+      bodyTimeout: opts.requestTimeoutMs,
+      connect: { timeout: Math.min(opts.requestTimeoutMs, 10_000) },
+    });
+    this.dispatcher = this.agent.compose(interceptors.redirect({ maxRedirections: 3 }));
+  }
+
+  /** A small document (manifest, channel) with a hard size cap. */
+  async fetchDocument(url: string, maxBytes: number, signal?: AbortSignal): Promise<Buffer> {
+    checkUrl(url);
+    const release = await this.sem.acquire(signal);
+    try {
+      return await this.retrying(url, signal, async () => {
+        const res = await this.dispatcher.request({ ...target(url), method: 'GET', signal, headers: { accept: 'application/json' } });
+        this.opts.onResponse?.(res.statusCode);
+        if (res.statusCode !== 200) {
+          res.body.destroy();
+          throw httpError(url, res.statusCode);
+        }
+        const parts: Buffer[] = [];
+        let n = 0;
+        for await (const b of res.body as AsyncIterable<Buffer>) {
+          n += b.length;
+          if (n > maxBytes) {
+            res.body.destroy();
+            throw new ShoalError('too-large', `${url}: document larger than ${maxBytes} bytes`);
+          }
+          parts.push(b);
+        }
+        return Buffer.concat(parts);
+      });
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * Streams bytes [start, end] (inclusive) of url to onData, in order, exactly
+   * once each, resuming after errors from the first byte not yet delivered.
+   */
+  async fetchRange(url: string, start: number, end: number, onData: (b: Buffer) => Promise<void> | void, signal?: AbortSignal): Promise<void> {
+    checkUrl(url);
+    const release = await this.sem.acquire(signal);
+    let pos = start;
+    try {
+      await this.retrying(url, signal, async () => {
+        const before = pos;
+        try {
+          await this.oneRangeRequest(url, () => pos, end, async (b) => {
+            pos += b.length;
+            await onData(b);
+          }, signal);
+        } catch (e) {
+          if (pos > before) (e as { progressed?: boolean }).progressed = true;
+          throw e;
+        }
+      });
+    } finally {
+      release();
+    }
+  }
+
+  private async oneRangeRequest(url: string, pos: () => number, end: number, deliver: (b: Buffer) => Promise<void>, signal?: AbortSignal) {
+    const from = pos();
+    const res = await this.dispatcher.request({ ...target(url), method: 'GET', signal, headers: { range: `bytes=${from}-${end}`, 'accept-encoding': 'identity' } });
+    this.opts.onResponse?.(res.statusCode);
+    let skip = 0;
+    if (res.statusCode === 206) {
+      const cr = CONTENT_RANGE_RE.exec(String(res.headers['content-range'] ?? ''));
+      if (!cr || Number(cr[1]) !== from || Number(cr[2]) !== end) {
+        res.body.destroy();
+        throw new ShoalError('origin-error', `${url}: Content-Range "${res.headers['content-range']}" does not match bytes ${from}-${end}`);
+      }
+    } else if (res.statusCode === 200) {
+      skip = from; // the server ignored Range: read past what we already have
+    } else {
+      res.body.destroy();
+      throw httpError(url, res.statusCode);
+    }
+    let remaining = end - from + 1;
+    try {
+      for await (const raw of res.body as AsyncIterable<Buffer>) {
+        this.opts.onBytes?.(raw.length);
+        let b = raw;
+        if (skip > 0) {
+          const s = Math.min(skip, b.length);
+          skip -= s;
+          b = b.subarray(s);
+          if (b.length === 0) continue;
+        }
+        if (b.length > remaining) b = b.subarray(0, remaining);
+        await this.bucket.take(raw.length, signal);
+        remaining -= b.length;
+        await deliver(b);
+        if (remaining === 0) break;
+      }
+    } finally {
+      if (remaining === 0) res.body.destroy(); // stop a 200 body (or an over-long one) at our range end
+    }
+    if (remaining > 0) throw new ShoalError('origin-error', `${url}: body ended ${remaining} bytes early`);
+  }
+
+  /** Retries transient failures with exponential backoff; attempts reset whenever bytes arrived. */
+  private async retrying<T>(url: string, signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
+    const max = this.opts.maxAttempts ?? 8;
+    let attempt = 0;
+    for (;;) {
+      try {
+        return await fn();
+      } catch (e) {
+        if (signal?.aborted) throw signal.reason ?? e;
+        if ((e as { progressed?: boolean }).progressed) attempt = 0;
+        attempt++;
+        if (!transient(e) || attempt >= max) {
+          throw e instanceof ShoalError ? e : new ShoalError('origin-error', `${url}: ${(e as Error).message}`, { cause: e });
+        }
+        await sleep(Math.min(5000, 100 * 2 ** attempt) * (0.5 + Math.random() / 2), signal);
+      }
+    }
+  }
+
+  async close() {
+    await this.agent.close();
+  }
+}
+
+function target(url: string) {
+  const u = new URL(url);
+  return { origin: u.origin, path: `${u.pathname}${u.search}` };
+}
+
+function checkUrl(url: string) {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new ShoalError('bad-request', `not a URL: ${url}`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new ShoalError('bad-request', `only http(s) URLs can be fetched: ${url}`);
+}
+
+class HttpStatusError extends ShoalError {
+  constructor(url: string, readonly status: number) {
+    super(status === 404 ? 'not-found' : 'origin-error', `${url}: HTTP ${status}`);
+  }
+}
+
+function httpError(url: string, status: number) {
+  return new HttpStatusError(url, status);
+}
+
+function transient(e: unknown): boolean {
+  if (e instanceof HttpStatusError) return e.status >= 500 || e.status === 429 || e.status === 408;
+  if (e instanceof ShoalError) return e.code === 'origin-error' && !(e.message.includes('Content-Range'));
+  return true; // resets, timeouts, socket errors
+}

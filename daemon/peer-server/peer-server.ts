@@ -1,0 +1,144 @@
+/**
+ * The peer protocol (HTTP/1.1): info, manifests, have-maps (long-poll),
+ * verified byte ranges, and lease requests for blobs we coordinate. Serves
+ * verified chunks only; every id, range and body is validated; nothing a peer
+ * sends can crash the daemon.
+ */
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { ShoalError } from '../../manifests/errors.js';
+import { HEX64, parseRange, readJsonBody, sendError, sendJson } from '../http-util.js';
+import type { TokenBucket } from '../limits.js';
+import type { Logger } from '../log.js';
+import type { BlobStore } from '../store/blob-store.js';
+import type { LeaseCoordinator } from '../swarm/coordinator.js';
+import type { LeaseRequest } from '../swarm/peer-client.js';
+
+export const PROTOCOL_VERSION = 1;
+export const SOFTWARE = 'shoal/0.1.0';
+
+export interface PeerServerDeps {
+  selfId: string;
+  site: string;
+  store: BlobStore;
+  coordinator: LeaseCoordinator;
+  uploadBucket: TokenBucket;
+  manifest(id: string): Promise<Buffer | undefined>;
+  onUpload?(bytes: number): void;
+  log: Logger;
+  /** Checks a request's authentication; throws a ShoalError to refuse (site secret, later). */
+  authenticate?(req: IncomingMessage): void;
+}
+
+const MAX_WAIT_MS = 20_000;
+
+export function createPeerServer(d: PeerServerDeps): http.Server {
+  const server = http.createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 60_000, headersTimeout: 10_000, keepAliveTimeout: 15_000 }, (req, res) => {
+    handle(d, req, res).catch((e) => {
+      if (!(e instanceof ShoalError)) d.log('error', 'peer request failed', { url: req.url, error: (e as Error).message });
+      sendError(res, e);
+    });
+  });
+  server.on('clientError', (_err, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
+    else socket.destroy();
+  });
+  return server;
+}
+
+async function handle(d: PeerServerDeps, req: IncomingMessage, res: ServerResponse) {
+  const url = new URL(req.url ?? '/', 'http://peer');
+  const parts = url.pathname.split('/').filter(Boolean);
+  d.authenticate?.(req);
+  if (parts[0] !== 'v1') throw new ShoalError('not-found', 'unknown path');
+  const [, what, id, ...rest] = parts;
+  if (rest.length) throw new ShoalError('not-found', 'unknown path');
+  if (req.method === 'GET' && what === 'info' && !id) {
+    return sendJson(res, 200, { peerId: d.selfId, site: d.site, software: SOFTWARE, protocol: PROTOCOL_VERSION, capabilities: ['range', 'have-wait', 'leases'] });
+  }
+  if (req.method === 'GET' && what === 'manifests' && id) {
+    if (!HEX64.test(id)) throw new ShoalError('bad-request', 'manifest id must be 64 hex characters');
+    const m = await d.manifest(id);
+    if (!m) throw new ShoalError('not-found', 'manifest not held');
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': m.length });
+    return void res.end(m);
+  }
+  if (req.method === 'GET' && what === 'have' && id) return have(d, id, url, res);
+  if ((req.method === 'GET' || req.method === 'HEAD') && what === 'blobs' && id) return blobRange(d, id, req, res);
+  if (req.method === 'POST' && what === 'leases' && !id) return lease(d, req, res);
+  throw new ShoalError('not-found', 'unknown path');
+}
+
+async function have(d: PeerServerDeps, id: string, url: URL, res: ServerResponse) {
+  if (!HEX64.test(id)) throw new ShoalError('bad-request', 'blob id must be 64 hex characters');
+  const blob = d.store.get(id);
+  if (!blob) throw new ShoalError('not-found', 'blob not held');
+  const w = url.searchParams.get('wait');
+  if (w !== null) {
+    if (!/^\d{1,15}$/.test(w)) throw new ShoalError('bad-request', 'wait must be a sequence number');
+    const ctl = new AbortController();
+    res.once('close', () => ctl.abort());
+    await blob.waitChange(Number(w), MAX_WAIT_MS, ctl.signal);
+    if (ctl.signal.aborted) return;
+  }
+  sendJson(res, 200, { blob: id, seq: blob.seq, chunks: blob.chunkCount, complete: blob.complete, bitmap: blob.bitmap().toString('base64') });
+}
+
+async function blobRange(d: PeerServerDeps, id: string, req: IncomingMessage, res: ServerResponse) {
+  if (!HEX64.test(id)) throw new ShoalError('bad-request', 'blob id must be 64 hex characters');
+  const blob = d.store.get(id);
+  if (!blob) throw new ShoalError('not-found', 'blob not held');
+  const header = req.headers.range;
+  let start = 0;
+  let end = blob.size - 1;
+  if (header !== undefined) {
+    const r = parseRange(header, blob.size);
+    if (r === undefined) throw new ShoalError('bad-request', 'Range must be one "bytes=a-b" range');
+    if (r === 'unsatisfiable' || !blob.hasRange(r.start, r.end)) {
+      res.writeHead(416, { 'content-range': `bytes */${blob.size}`, 'content-type': 'application/json' });
+      return void res.end(JSON.stringify({ error: { code: 'not-found', message: 'a byte of that range is not held (verified)' } }));
+    }
+    ({ start, end } = r);
+  } else if (!blob.complete) {
+    res.writeHead(416, { 'content-range': `bytes */${blob.size}` });
+    return void res.end();
+  }
+  const headers: http.OutgoingHttpHeaders = { 'content-type': 'application/octet-stream', 'content-length': end - start + 1, 'accept-ranges': 'bytes' };
+  if (header !== undefined) headers['content-range'] = `bytes ${start}-${end}/${blob.size}`;
+  res.writeHead(header !== undefined ? 206 : 200, headers);
+  if (req.method === 'HEAD' || blob.size === 0) return void res.end();
+  const stream = blob.openRead(start, end);
+  const bucket = d.uploadBucket;
+  const throttle = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      d.onUpload?.(chunk.length);
+      bucket.take(chunk.length).then(() => cb(null, chunk), cb);
+    },
+  });
+  await pipeline(stream, throttle, res).catch(() => res.destroy());
+}
+
+async function lease(d: PeerServerDeps, req: IncomingMessage, res: ServerResponse) {
+  const body = (await readJsonBody(req, 256 * 1024)) as Partial<LeaseRequest> | null;
+  const ints = (v: unknown) => v === undefined || (Array.isArray(v) && v.length <= 4096 && v.every((x) => Number.isSafeInteger(x) && x >= 0));
+  if (!body || typeof body !== 'object' || typeof body.blob !== 'string' || !HEX64.test(body.blob)
+    || typeof body.peer !== 'string' || !/^[A-Za-z0-9_-]{8,64}$/.test(body.peer)
+    || !Number.isSafeInteger(body.chunks) || body.chunks! < 1 || body.chunks! > 1 << 20
+    || !ints(body.want) || !ints(body.renew) || !ints(body.release) || !ints(body.done)
+    || (body.max !== undefined && (!Number.isSafeInteger(body.max) || body.max < 0))) {
+    throw new ShoalError('bad-request', 'lease request must be {blob, peer, chunks, want?, max?, renew?, release?, done?}');
+  }
+  sendJson(res, 200, d.coordinator.handle(body as LeaseRequest, body.chunks!));
+}
+
+export function listen(server: http.Server, host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
+}

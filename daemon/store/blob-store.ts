@@ -1,0 +1,221 @@
+/**
+ * The on-disk chunk store: every blob the daemon holds, their verified-chunk
+ * journals, and LRU eviction under a byte budget that never touches pinned
+ * blobs or blobs being read or written.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { writeFileAtomic } from '../../manifests/atomic-file.js';
+import { chunkCount } from '../../manifests/chunker.js';
+import { ShoalError, fromSystemError } from '../../manifests/errors.js';
+import { HEX64_RE } from '../../manifests/schema.js';
+import { Blob, COMPLETE_RECORD, type BlobLayout } from './blob.js';
+
+interface Meta extends BlobLayout {
+  pinned?: boolean;
+}
+
+export interface StoreEvents {
+  evicted?: (sha: string, bytes: number) => void;
+  log?: (level: 'info' | 'warn', msg: string, fields?: Record<string, unknown>) => void;
+}
+
+export class BlobStore {
+  private blobs = new Map<string, Blob>();
+  private opening = new Map<string, Promise<Blob>>();
+  /** Blobs a download is using right now: never evicted. */
+  private active = new Map<string, number>();
+  readonly dir: string;
+
+  private constructor(readonly root: string, public maxBytes: number, private events: StoreEvents) {
+    this.dir = path.join(root, 'blobs');
+  }
+
+  static async open(root: string, maxBytes: number, events: StoreEvents = {}): Promise<BlobStore> {
+    const s = new BlobStore(root, maxBytes, events);
+    try {
+      await fs.mkdir(s.dir, { recursive: true, mode: 0o750 });
+      await fs.access(s.dir, fs.constants.W_OK);
+    } catch (e) {
+      throw fromSystemError(e, `cache directory ${s.dir}`);
+    }
+    for (const name of await fs.readdir(s.dir)) {
+      if (name.endsWith('.tmp')) await fs.rm(path.join(s.dir, name), { force: true });
+      const m = /^([0-9a-f]{64})\.meta\.json$/.exec(name);
+      if (m) await s.load(m[1]!);
+    }
+    return s;
+  }
+
+  private paths(sha: string) {
+    const base = path.join(this.dir, sha);
+    return { meta: `${base}.meta.json`, data: `${base}.data`, journal: `${base}.journal` };
+  }
+
+  /** Reloads one blob; anything torn or inconsistent is discarded, never trusted. */
+  private async load(sha: string) {
+    const p = this.paths(sha);
+    try {
+      const meta = JSON.parse(await fs.readFile(p.meta, 'utf8')) as Meta;
+      if (!validLayout(meta) || meta.sha256 !== sha) throw new Error('meta does not describe this blob');
+      const st = await fs.stat(p.data);
+      if (st.size !== meta.size) throw new Error(`data file is ${st.size} bytes, expected ${meta.size}`);
+      const journal = await fs.readFile(p.journal).catch(() => Buffer.alloc(0));
+      const indices: number[] = [];
+      let completeRecorded = false;
+      // A torn final record (length not a multiple of 4) is ignored.
+      for (let off = 0; off + 4 <= journal.length; off += 4) {
+        const v = journal.readUInt32LE(off);
+        if (v === COMPLETE_RECORD) completeRecorded = true;
+        else if (v < meta.chunks.length) indices.push(v);
+      }
+      const blob = await this.openBlob(meta);
+      blob.restore(indices, completeRecorded);
+      blob.pinned = !!meta.pinned;
+      blob.lastAccess = (await fs.stat(p.meta)).mtimeMs;
+      this.blobs.set(sha, blob);
+    } catch (e) {
+      this.events.log?.('warn', 'discarding unreadable cached blob', { blob: sha, reason: (e as Error).message });
+      await this.removeFiles(sha);
+    }
+  }
+
+  private async openBlob(meta: BlobLayout): Promise<Blob> {
+    const p = this.paths(meta.sha256);
+    const data = await fs.open(p.data, 'r+');
+    const journal = await fs.open(p.journal, 'a');
+    return new Blob(meta, p.data, data, journal);
+  }
+
+  get(sha: string): Blob | undefined {
+    const b = this.blobs.get(sha);
+    if (b) b.lastAccess = Date.now();
+    return b;
+  }
+
+  list(): Blob[] {
+    return [...this.blobs.values()];
+  }
+
+  usedBytes(): number {
+    let n = 0;
+    for (const b of this.blobs.values()) n += b.size;
+    return n;
+  }
+
+  /** The blob for a manifest file entry, created (sparse, full length) if new. */
+  async ensure(layout: BlobLayout): Promise<Blob> {
+    const have = this.blobs.get(layout.sha256);
+    if (have) {
+      if (have.size !== layout.size || have.chunkSize !== layout.chunkSize || have.chunks.some((c, i) => c !== layout.chunks[i])) {
+        throw new ShoalError('inconsistent', `blob ${layout.sha256.slice(0, 12)} is cached with a different chunk layout`);
+      }
+      return have;
+    }
+    const pending = this.opening.get(layout.sha256);
+    if (pending) return pending;
+    const p = this.create(layout);
+    this.opening.set(layout.sha256, p);
+    try {
+      return await p;
+    } finally {
+      this.opening.delete(layout.sha256);
+    }
+  }
+
+  private async create(layout: BlobLayout): Promise<Blob> {
+    if (!validLayout(layout)) throw new ShoalError('inconsistent', 'invalid blob layout');
+    await this.reserve(layout.size);
+    const p = this.paths(layout.sha256);
+    try {
+      const fh = await fs.open(p.data, 'w');
+      try {
+        await fh.truncate(layout.size);
+      } finally {
+        await fh.close();
+      }
+      await fs.writeFile(p.journal, Buffer.alloc(0));
+      // The meta goes last: without it, a crash leaves files the next start deletes.
+      await writeFileAtomic(p.meta, JSON.stringify(layout));
+      const blob = await this.openBlob(layout);
+      this.blobs.set(layout.sha256, blob);
+      return blob;
+    } catch (e) {
+      await this.removeFiles(layout.sha256);
+      throw fromSystemError(e, `creating blob ${layout.sha256.slice(0, 12)} in ${this.dir}`);
+    }
+  }
+
+  /** Marks a blob as in use by a download (not evictable) until the returned release is called. */
+  hold(sha: string): () => void {
+    this.active.set(sha, (this.active.get(sha) ?? 0) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const n = (this.active.get(sha) ?? 1) - 1;
+      if (n <= 0) this.active.delete(sha);
+      else this.active.set(sha, n);
+    };
+  }
+
+  evictable(b: Blob): boolean {
+    return !b.pinned && b.readers === 0 && b.writers === 0 && !this.active.has(b.sha256);
+  }
+
+  /** Frees space for `bytes` more by evicting least recently used blobs. */
+  async reserve(bytes: number): Promise<void> {
+    if (bytes > this.maxBytes) throw new ShoalError('no-space', `a ${bytes}-byte blob is larger than the cache budget (${this.maxBytes} bytes)`);
+    await this.evictDownTo(this.maxBytes - bytes);
+  }
+
+  /** Evicts LRU blobs until at most `target` bytes are used; returns how many bytes were freed. */
+  async evictDownTo(target: number): Promise<number> {
+    let used = this.usedBytes();
+    if (used <= target) return 0;
+    let freed = 0;
+    const victims = [...this.blobs.values()].filter((b) => this.evictable(b)).sort((a, b) => a.lastAccess - b.lastAccess);
+    for (const v of victims) {
+      if (used <= target) break;
+      await this.remove(v.sha256);
+      used -= v.size;
+      freed += v.size;
+      this.events.evicted?.(v.sha256, v.size);
+    }
+    if (used > target) throw new ShoalError('no-space', `cache budget exhausted: ${used} bytes are pinned or in use`);
+    return freed;
+  }
+
+  async remove(sha: string): Promise<void> {
+    const b = this.blobs.get(sha);
+    this.blobs.delete(sha);
+    if (b) await b.close();
+    await this.removeFiles(sha);
+  }
+
+  private async removeFiles(sha: string) {
+    const p = this.paths(sha);
+    // Meta first: once it is gone the blob no longer exists for the next start.
+    for (const f of [p.meta, p.journal, p.data]) await fs.rm(f, { force: true }).catch(() => {});
+  }
+
+  async setPinned(sha: string, pinned: boolean): Promise<void> {
+    const b = this.blobs.get(sha);
+    if (!b) throw new ShoalError('not-found', `blob ${sha} is not cached`);
+    b.pinned = pinned;
+    const layout: Meta = { sha256: b.sha256, size: b.size, chunkSize: b.chunkSize, chunks: b.chunks, pinned };
+    await writeFileAtomic(this.paths(sha).meta, JSON.stringify(layout));
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.blobs.values()].map((b) => b.close()));
+  }
+}
+
+function validLayout(m: Partial<BlobLayout>): m is BlobLayout {
+  return typeof m.sha256 === 'string' && HEX64_RE.test(m.sha256)
+    && Number.isSafeInteger(m.size) && m.size! >= 0
+    && Number.isSafeInteger(m.chunkSize) && m.chunkSize! > 0
+    && Array.isArray(m.chunks) && m.chunks.length === chunkCount(m.size!, m.chunkSize!)
+    && m.chunks.every((c) => typeof c === 'string' && HEX64_RE.test(c));
+}

@@ -1,0 +1,241 @@
+/**
+ * One blob on disk: `<sha>.data` (sparse, full length) and `<sha>.journal`
+ * (4-byte little-endian indices of verified chunks, appended only after the
+ * chunk's bytes are fsync'ed; 0xFFFFFFFF = the whole-blob hash was checked).
+ * A crash can lose journal records (the chunk is fetched again) but can never
+ * leave a record whose bytes are not on disk.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, promises as fs } from 'node:fs';
+import { EventEmitter } from 'node:events';
+import type { Readable } from 'node:stream';
+import { ShoalError, fromSystemError } from '../../manifests/errors.js';
+import { SequentialHasher } from './sequential-hasher.js';
+
+export const COMPLETE_RECORD = 0xffffffff;
+
+export interface BlobLayout {
+  sha256: string;
+  size: number;
+  chunkSize: number;
+  chunks: string[];
+}
+
+interface Batch {
+  indices: number[];
+  done: Promise<void>;
+}
+
+export class Blob extends EventEmitter {
+  readonly sha256: string;
+  readonly size: number;
+  readonly chunkSize: number;
+  readonly chunks: string[];
+  /** One byte per chunk: 1 = verified, durable and recorded. */
+  readonly have: Uint8Array;
+  heldCount = 0;
+  complete = false;
+  /** Bumped on every change of `have`, for long-polls. */
+  seq = 0;
+  pinned = false;
+  readers = 0;
+  writers = 0;
+  lastAccess = Date.now();
+  failed: ShoalError | undefined;
+
+  private data: fs.FileHandle;
+  private journal: fs.FileHandle;
+  private batch: Batch | undefined;
+  private flushChain: Promise<void> = Promise.resolve();
+  private writing = new Set<number>();
+  private hasher: SequentialHasher | undefined;
+  private prefix = 0;
+  private completing: Promise<void> | undefined;
+  closed = false;
+
+  constructor(layout: BlobLayout, readonly dataPath: string, data: fs.FileHandle, journal: fs.FileHandle) {
+    super();
+    this.setMaxListeners(0);
+    this.sha256 = layout.sha256;
+    this.size = layout.size;
+    this.chunkSize = layout.chunkSize;
+    this.chunks = layout.chunks;
+    this.have = new Uint8Array(layout.chunks.length);
+    this.data = data;
+    this.journal = journal;
+  }
+
+  get chunkCount() {
+    return this.chunks.length;
+  }
+
+  chunkRange(i: number): { start: number; end: number } {
+    const start = i * this.chunkSize;
+    return { start, end: Math.min(start + this.chunkSize, this.size) };
+  }
+
+  chunkLength(i: number): number {
+    const r = this.chunkRange(i);
+    return r.end - r.start;
+  }
+
+  /** Applies journal records read at open time (already validated by the store). */
+  restore(indices: Iterable<number>, completeRecorded: boolean) {
+    for (const i of indices) if (!this.have[i]) { this.have[i] = 1; this.heldCount++; }
+    if (completeRecorded && this.heldCount === this.chunkCount) this.complete = true;
+    this.seq++;
+  }
+
+  /** Starts following the verified prefix with the whole-blob hasher (after restore, before downloads). */
+  startHashing() {
+    if (this.complete || this.hasher || this.chunkCount === 0) return;
+    this.hasher = new SequentialHasher(this.dataPath);
+    this.advancePrefix();
+  }
+
+  bitmap(): Buffer {
+    const out = Buffer.alloc(Math.ceil(this.chunkCount / 8));
+    for (let i = 0; i < this.chunkCount; i++) if (this.have[i]) out[i >> 3]! |= 0x80 >> (i & 7);
+    return out;
+  }
+
+  hasRange(start: number, endInclusive: number): boolean {
+    if (start < 0 || endInclusive >= this.size || start > endInclusive) return false;
+    for (let i = Math.floor(start / this.chunkSize); i <= Math.floor(endInclusive / this.chunkSize); i++) if (!this.have[i]) return false;
+    return true;
+  }
+
+  /**
+   * The only way bytes enter the cache: hashes `data` against the signed chunk
+   * hash, writes it, waits until it is durable, then records it.
+   */
+  async writeChunk(i: number, data: Buffer): Promise<'stored' | 'already'> {
+    if (this.closed) throw new ShoalError('aborted', 'blob was closed');
+    if (!Number.isInteger(i) || i < 0 || i >= this.chunkCount) throw new ShoalError('bad-request', `chunk ${i} out of range`);
+    if (data.length !== this.chunkLength(i)) throw new ShoalError('chunk-mismatch', `chunk ${i}: got ${data.length} bytes, expected ${this.chunkLength(i)}`);
+    if (createHash('sha256').update(data).digest('hex') !== this.chunks[i]) {
+      throw new ShoalError('chunk-mismatch', `chunk ${i} of ${this.sha256.slice(0, 12)}: SHA-256 differs from the signed manifest`);
+    }
+    if (this.have[i] || this.writing.has(i)) return 'already';
+    this.writing.add(i);
+    this.writers++;
+    try {
+      const { start } = this.chunkRange(i);
+      let off = 0;
+      while (off < data.length) {
+        const { bytesWritten } = await this.data.write(data, off, data.length - off, start + off);
+        off += bytesWritten;
+      }
+      await this.commit(i);
+      return 'stored';
+    } catch (e) {
+      throw fromSystemError(e, `writing chunk ${i} of blob ${this.sha256.slice(0, 12)}`);
+    } finally {
+      this.writing.delete(i);
+      this.writers--;
+    }
+  }
+
+  /** Group commit: one fdatasync covers every chunk written while the previous flush ran. */
+  private commit(i: number): Promise<void> {
+    if (!this.batch) {
+      const b: Batch = { indices: [], done: Promise.resolve() };
+      b.done = this.flushChain = this.flushChain.then(() => this.flush(b));
+      this.batch = b;
+    }
+    this.batch.indices.push(i);
+    return this.batch.done;
+  }
+
+  private async flush(b: Batch) {
+    if (this.batch === b) this.batch = undefined;
+    await this.data.datasync();
+    const rec = Buffer.alloc(b.indices.length * 4);
+    b.indices.forEach((idx, k) => rec.writeUInt32LE(idx, k * 4));
+    await this.journal.write(rec);
+    for (const idx of b.indices) if (!this.have[idx]) { this.have[idx] = 1; this.heldCount++; }
+    this.seq++;
+    this.advancePrefix();
+    this.emit('change', this.seq);
+    if (this.heldCount === this.chunkCount) void this.finishWhole();
+  }
+
+  private advancePrefix() {
+    let p = this.prefix;
+    while (p < this.chunkCount && this.have[p]) p++;
+    if (p !== this.prefix) {
+      this.prefix = p;
+      this.hasher?.advance(p === this.chunkCount ? this.size : p * this.chunkSize);
+    }
+  }
+
+  /** Resolves when the blob is complete and its whole SHA-256 checked; rejects if it cannot be. */
+  whenComplete(): Promise<void> {
+    if (this.complete) return Promise.resolve();
+    if (this.failed) return Promise.reject(this.failed);
+    const p = new Promise<void>((resolve, reject) => {
+      const onDone = () => { cleanup(); resolve(); };
+      const onFail = (e: Error) => { cleanup(); reject(e); };
+      const cleanup = () => { this.off('complete', onDone); this.off('failed', onFail); };
+      this.on('complete', onDone);
+      this.on('failed', onFail);
+    });
+    // An empty blob (or one restored with every chunk but no completion record) completes here.
+    if (this.heldCount === this.chunkCount) void this.finishWhole();
+    return p;
+  }
+
+  private finishWhole(): Promise<void> {
+    this.completing ??= (async () => {
+      try {
+        const digest = this.chunkCount === 0 ? createHash('sha256').digest('hex') : await (this.hasher ??= new SequentialHasher(this.dataPath)).finish(this.size);
+        this.hasher = undefined;
+        if (digest !== this.sha256) {
+          // Every chunk matched yet the whole does not: the manifest itself is inconsistent.
+          throw new ShoalError('blob-mismatch', `blob ${this.sha256.slice(0, 12)}: chunks verify but the whole file hashes to ${digest.slice(0, 12)}`);
+        }
+        const rec = Buffer.alloc(4);
+        rec.writeUInt32LE(COMPLETE_RECORD, 0);
+        await this.journal.write(rec);
+        await this.journal.datasync();
+        this.complete = true;
+        this.seq++;
+        this.emit('change', this.seq);
+        this.emit('complete');
+      } catch (e) {
+        this.failed = e instanceof ShoalError ? e : fromSystemError(e, `hashing blob ${this.sha256.slice(0, 12)}`);
+        this.emit('failed', this.failed);
+      }
+    })();
+    return this.completing;
+  }
+
+  /** Waits until `seq` moves past `since` or the timeout passes; returns the current seq. */
+  waitChange(since: number, timeoutMs: number, signal?: AbortSignal): Promise<number> {
+    if (this.seq > since || this.closed) return Promise.resolve(this.seq);
+    return new Promise((resolve) => {
+      const done = () => { clearTimeout(timer); this.off('change', done); signal?.removeEventListener('abort', done); resolve(this.seq); };
+      const timer = setTimeout(done, timeoutMs);
+      this.on('change', done);
+      signal?.addEventListener('abort', done);
+    });
+  }
+
+  /** A stream of held bytes [start, end]; the blob cannot be evicted while it is open. */
+  openRead(start: number, endInclusive: number, highWaterMark = 256 * 1024): Readable {
+    if (!this.hasRange(start, endInclusive)) throw new ShoalError('not-found', 'range not held');
+    this.readers++;
+    this.lastAccess = Date.now();
+    const s = createReadStream(this.dataPath, { start, end: endInclusive, highWaterMark });
+    s.once('close', () => { this.readers--; });
+    return s;
+  }
+
+  async close() {
+    this.closed = true;
+    this.hasher?.close();
+    await this.flushChain.catch(() => {});
+    this.emit('change', this.seq);
+    await Promise.allSettled([this.data.close(), this.journal.close()]);
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * The lease coordinator of the blobs for which this daemon ranks first by HRW.
+ * Each missing chunk is granted to exactly one leaseholder, who fetches it from
+ * the origin; everyone else is told who holds it and fetches from that peer.
+ * Leases expire unless renewed; a dead holder's chunks are granted again.
+ */
+import type { LeaseRequest, LeaseResponse } from './peer-client.js';
+
+interface Lease {
+  holder: string;
+  expires: number;
+  /** The holder reported the chunk as stored: it stays the place to fetch it. */
+  done: boolean;
+}
+
+export class LeaseCoordinator {
+  private leases = new Map<string, Map<number, Lease>>();
+  /** Until then, blobs we have no state for only take renewals (we may have just inherited them). */
+  private graceUntil = 0;
+  granted = 0;
+  expired = 0;
+
+  constructor(private selfId: string, private ttlMs: number, private isLive: (peerId: string) => boolean) {}
+
+  /** A member left: its coordinated blobs may move to us, so hear renewals before granting. */
+  memberLeft() {
+    this.graceUntil = Date.now() + Math.ceil(this.ttlMs / 2);
+  }
+
+  /** Forget a peer's leases at once (it left or was banned). */
+  dropHolder(peerId: string) {
+    for (const m of this.leases.values()) for (const [c, l] of m) if (l.holder === peerId) m.delete(c);
+  }
+
+  handle(req: LeaseRequest, chunkCount: number): LeaseResponse {
+    const now = Date.now();
+    const known = this.leases.has(req.blob);
+    let m = this.leases.get(req.blob);
+    if (!m) { m = new Map(); this.leases.set(req.blob, m); }
+    const valid = (c: unknown): c is number => Number.isSafeInteger(c) && (c as number) >= 0 && (c as number) < chunkCount;
+    for (const c of (req.release ?? []).filter(valid)) if (m.get(c)?.holder === req.peer && !m.get(c)!.done) m.delete(c);
+    for (const c of (req.done ?? []).filter(valid)) m.set(c, { holder: req.peer, expires: Infinity, done: true });
+    const granted: number[] = [];
+    for (const c of (req.renew ?? []).filter(valid)) {
+      const l = m.get(c);
+      if (!l || l.holder === req.peer || this.stale(l, now)) {
+        m.set(c, { holder: req.peer, expires: now + this.ttlMs, done: false });
+        granted.push(c);
+      }
+    }
+    const held: Record<string, string> = {};
+    const inGrace = !known && now < this.graceUntil;
+    const max = Math.max(0, Math.min(req.max ?? 8, 64));
+    let grants = 0;
+    let last = -2;
+    for (const c of (req.want ?? []).slice(0, 4096).filter(valid)) {
+      const l = m.get(c);
+      if (l && !this.stale(l, now)) {
+        if (l.holder !== req.peer) held[c] = l.holder;
+        continue;
+      }
+      if (l && !l.done) this.expired++;
+      if (l) m.delete(c);
+      // Grant one contiguous run per request so the holder can fetch it as one range.
+      if (inGrace || grants >= max || (grants > 0 && c !== last + 1)) continue;
+      m.set(c, { holder: req.peer, expires: now + this.ttlMs, done: false });
+      granted.push(c);
+      grants++;
+      last = c;
+      this.granted++;
+    }
+    return { coordinator: this.selfId, granted, held, ...(inGrace ? { retryMs: this.graceUntil - now } : {}) };
+  }
+
+  private stale(l: Lease, now: number) {
+    return !this.isLive(l.holder) || (!l.done && l.expires < now);
+  }
+
+  /** Number of chunks under an active lease, per blob (for status pages). */
+  activeLeases(): Record<string, number> {
+    const now = Date.now();
+    const out: Record<string, number> = {};
+    for (const [b, m] of this.leases) {
+      const n = [...m.values()].filter((l) => !l.done && l.expires >= now).length;
+      if (n) out[b] = n;
+    }
+    return out;
+  }
+
+  forget(blob: string) {
+    this.leases.delete(blob);
+  }
+}

@@ -1,0 +1,342 @@
+/**
+ * Downloads one blob from the site: chunks some peer holds come from peers,
+ * rarest first, spread over holders; chunks nobody holds are leased from the
+ * blob's coordinator and fetched from the origin by exactly one leaseholder.
+ * Every chunk goes through Blob.writeChunk, which checks it against the signed
+ * hash before it is stored, so a bad peer can cost time but never correctness.
+ */
+import { EventEmitter } from 'node:events';
+import { ShoalError, isShoalError } from '../../manifests/errors.js';
+import { sleep } from '../limits.js';
+import type { Blob } from '../store/blob.js';
+import type { LeaseRequest, LeaseResponse } from './peer-client.js';
+import type { Peer } from './peer-table.js';
+import type { SwarmContext } from './swarm.js';
+
+export const SOURCE = { none: 0, cached: 1, origin: 2, peer: 3 } as const;
+
+export interface DownloadProgress {
+  blob: string;
+  size: number;
+  chunks: number;
+  held: number;
+  bytes: { origin: number; peer: number };
+  state: 'running' | 'done' | 'failed';
+  error?: { code: string; message: string };
+  peers: number;
+  coordinator: string | undefined;
+}
+
+export class BlobDownload extends EventEmitter {
+  readonly bytes = { origin: 0, peer: 0 };
+  /** Where each chunk came from in this download (for the dashboard's chunk map). */
+  readonly source: Uint8Array;
+  state: 'running' | 'done' | 'failed' = 'running';
+  error: ShoalError | undefined;
+  readonly done: Promise<void>;
+
+  private inflight = new Set<number>();
+  private perPeer = new Map<string, number>();
+  private peerHave = new Map<string, Uint8Array>();
+  private pollers = new Map<string, AbortController>();
+  private originRuns = 0;
+  private nextLeaseAt = 0;
+  private wakeUp: (() => void) | undefined;
+  private readonly abort = new AbortController();
+  private originFailures = 0;
+  private lastProgress = Date.now();
+  private leasing = false;
+  private fatal: ShoalError | undefined;
+
+  constructor(private ctx: SwarmContext, readonly blob: Blob, private urls: string[]) {
+    super();
+    this.source = new Uint8Array(blob.chunkCount);
+    for (let i = 0; i < blob.chunkCount; i++) if (blob.have[i]) this.source[i] = SOURCE.cached;
+    this.done = this.run();
+    this.done.catch(() => {});
+  }
+
+  cancel(reason = 'cancelled') {
+    this.abort.abort(new ShoalError('aborted', reason));
+  }
+
+  progress(): DownloadProgress {
+    return {
+      blob: this.blob.sha256, size: this.blob.size, chunks: this.blob.chunkCount, held: this.blob.heldCount,
+      bytes: { ...this.bytes }, state: this.state,
+      ...(this.error ? { error: { code: this.error.code, message: this.error.message } } : {}),
+      peers: this.peerHave.size, coordinator: this.coordinator(),
+    };
+  }
+
+  private wake = () => {
+    const w = this.wakeUp;
+    this.wakeUp = undefined;
+    w?.();
+  };
+
+  private coordinator(): string | undefined {
+    return this.ctx.coordinatorFor(this.blob.sha256);
+  }
+
+  private async run(): Promise<void> {
+    const release = this.ctx.store.hold(this.blob.sha256);
+    const onJoin = (p: Peer) => { this.startPoller(p); this.wake(); };
+    const onLeave = (p: Peer) => { this.stopPoller(p.id); this.wake(); };
+    this.ctx.table.on('join', onJoin);
+    this.ctx.table.on('leave', onLeave);
+    this.ctx.table.on('ban', onLeave);
+    const onChange = () => this.wake();
+    this.blob.on('change', onChange);
+    try {
+      this.blob.startHashing();
+      for (const p of this.ctx.table.usable()) this.startPoller(p);
+      while (this.blob.heldCount < this.blob.chunkCount) {
+        this.abort.signal.throwIfAborted();
+        if (this.fatal) throw this.fatal;
+        this.schedule();
+        await new Promise<void>((resolve) => {
+          this.wakeUp = resolve;
+          setTimeout(resolve, 250).unref();
+        });
+        if (Date.now() - this.lastProgress > this.ctx.config.noProgressTimeoutMs && this.inflight.size === 0) {
+          throw new ShoalError('unavailable', `no source for blob ${this.blob.sha256.slice(0, 12)}: no peer holds the missing chunks and the origin failed or is unset`);
+        }
+      }
+      await this.blob.whenComplete();
+      this.state = 'done';
+      this.emit('progress', this.progress());
+    } catch (e) {
+      this.state = 'failed';
+      this.error = isShoalError(e) ? e : this.abort.signal.aborted ? new ShoalError('aborted', 'download cancelled') : new ShoalError('internal', (e as Error).message);
+      this.emit('progress', this.progress());
+      throw this.error;
+    } finally {
+      this.abort.abort(new ShoalError('aborted', 'download finished'));
+      for (const c of this.pollers.values()) c.abort();
+      this.ctx.table.off('join', onJoin);
+      this.ctx.table.off('leave', onLeave);
+      this.ctx.table.off('ban', onLeave);
+      this.blob.off('change', onChange);
+      release();
+    }
+  }
+
+  // ---- planning ----
+
+  private schedule() {
+    const n = this.blob.chunkCount;
+    const usable = new Map(this.ctx.table.usable().map((p) => [p.id, p]));
+    const holders = (i: number) => {
+      const out: Peer[] = [];
+      for (const [id, bits] of this.peerHave) if (bits[i] && usable.has(id)) out.push(usable.get(id)!);
+      return out;
+    };
+    const fromPeers: Array<{ i: number; hs: Peer[]; r: number }> = [];
+    const unheld: number[] = [];
+    for (let i = 0; i < n; i++) {
+      if (this.blob.have[i] || this.inflight.has(i)) continue;
+      const hs = holders(i);
+      if (hs.length) fromPeers.push({ i, hs, r: Math.random() });
+      else unheld.push(i);
+    }
+    // Rarest first, random among equals.
+    fromPeers.sort((a, b) => a.hs.length - b.hs.length || a.r - b.r);
+    const maxPerPeer = Math.max(2, Math.ceil(this.ctx.config.chunkConcurrency / 2));
+    for (const { i, hs } of fromPeers) {
+      if (this.peerInflight() >= this.ctx.config.chunkConcurrency) break;
+      const free = hs.filter((p) => (this.perPeer.get(p.id) ?? 0) < maxPerPeer);
+      if (!free.length) continue;
+      const least = Math.min(...free.map((p) => this.perPeer.get(p.id) ?? 0));
+      const pick = free.filter((p) => (this.perPeer.get(p.id) ?? 0) === least);
+      void this.fetchFromPeer(i, pick[Math.floor(Math.random() * pick.length)]!);
+    }
+    if (unheld.length && this.originRuns < this.ctx.config.originConcurrency && !this.leasing && Date.now() >= this.nextLeaseAt && this.urls.length) {
+      void this.askLease(unheld);
+    }
+  }
+
+  private peerInflight() {
+    let n = 0;
+    for (const v of this.perPeer.values()) n += v;
+    return n;
+  }
+
+  // ---- have-maps ----
+
+  private startPoller(p: Peer) {
+    if (this.pollers.has(p.id) || this.abort.signal.aborted) return;
+    const ctl = new AbortController();
+    this.pollers.set(p.id, ctl);
+    const signal = AbortSignal.any([ctl.signal, this.abort.signal]);
+    void (async () => {
+      let seq: number | undefined;
+      while (!signal.aborted) {
+        try {
+          const h = await this.ctx.client.have(p, this.blob.sha256, this.blob.chunkCount, seq, signal);
+          if (!h) {
+            this.peerHave.delete(p.id);
+            seq = undefined;
+            await sleep(200, signal);
+            continue;
+          }
+          const bits = new Uint8Array(this.blob.chunkCount);
+          for (let i = 0; i < bits.length; i++) bits[i] = (h.bitmap[i >> 3]! >> (7 - (i & 7))) & 1;
+          this.peerHave.set(p.id, bits);
+          seq = h.seq;
+          this.wake();
+        } catch {
+          if (signal.aborted) break;
+          seq = undefined;
+          await sleep(500, signal).catch(() => {});
+        }
+      }
+    })();
+  }
+
+  private stopPoller(id: string) {
+    this.pollers.get(id)?.abort();
+    this.pollers.delete(id);
+    this.peerHave.delete(id);
+  }
+
+  // ---- peers ----
+
+  private async fetchFromPeer(i: number, p: Peer) {
+    this.inflight.add(i);
+    this.perPeer.set(p.id, (this.perPeer.get(p.id) ?? 0) + 1);
+    const { start, end } = this.blob.chunkRange(i);
+    try {
+      const buf = Buffer.allocUnsafe(end - start);
+      await this.ctx.client.range(p, this.blob.sha256, start, end - 1, buf, this.abort.signal);
+      const r = await this.blob.writeChunk(i, buf);
+      if (r === 'stored') {
+        this.bytes.peer += buf.length;
+        this.source[i] = SOURCE.peer;
+        this.ctx.stats.peerBytes(buf.length);
+        this.lastProgress = Date.now();
+      }
+    } catch (e) {
+      if (this.abort.signal.aborted) return;
+      const bits = this.peerHave.get(p.id);
+      if (bits) bits[i] = 0; // don't ask this peer for it again until it says so anew
+      if (isShoalError(e, 'chunk-mismatch')) {
+        this.ctx.stats.verifyFailure('peer');
+        this.ctx.table.ban(p.id, this.ctx.config.banMs, `sent bad bytes for chunk ${i}`);
+      } else if (isShoalError(e, 'peer-error') || isShoalError(e, 'timeout')) {
+        this.ctx.table.ban(p.id, this.ctx.config.banMs, (e as Error).message);
+      } else if (isShoalError(e, 'no-space') || isShoalError(e, 'permission-denied') || isShoalError(e, 'io')) {
+        this.fatal = e as ShoalError;
+      } else {
+        this.ctx.table.markDown(p.id, (e as Error).message);
+      }
+    } finally {
+      this.inflight.delete(i);
+      this.perPeer.set(p.id, (this.perPeer.get(p.id) ?? 1) - 1);
+      this.wake();
+    }
+  }
+
+  // ---- leases and the origin ----
+
+  private async lease(req: Omit<LeaseRequest, 'blob' | 'peer' | 'chunks'>): Promise<LeaseResponse | undefined> {
+    const coord = this.coordinator();
+    const full: LeaseRequest = { ...req, blob: this.blob.sha256, peer: this.ctx.selfId, chunks: this.blob.chunkCount };
+    if (!coord || coord === this.ctx.selfId) return this.ctx.coordinator.handle(full, this.blob.chunkCount);
+    const p = this.ctx.table.get(coord);
+    if (!p) return undefined;
+    try {
+      return await this.ctx.client.lease(p, full, this.abort.signal);
+    } catch (e) {
+      if (!this.abort.signal.aborted) this.ctx.table.markDown(coord, `lease request failed: ${(e as Error).message}`);
+      return undefined;
+    }
+  }
+
+  private async askLease(unheld: number[]) {
+    this.leasing = true;
+    try {
+      const res = await this.lease({ want: unheld.slice(0, 4096), max: this.ctx.config.leaseRunChunks });
+      this.nextLeaseAt = Date.now() + (res?.retryMs ?? (res && res.granted.length ? 0 : 300));
+      const granted = (res?.granted ?? []).filter((c) => !this.blob.have[c] && !this.inflight.has(c)).sort((a, b) => a - b);
+      if (granted.length) void this.originRun(granted);
+    } finally {
+      this.leasing = false;
+      this.wake();
+    }
+  }
+
+  private async originRun(chunks: number[]) {
+    this.originRuns++;
+    chunks.forEach((c) => this.inflight.add(c));
+    const remaining = new Set(chunks);
+    const done: number[] = [];
+    const renew = setInterval(() => {
+      void this.lease({ renew: [...remaining], done: done.splice(0) });
+    }, Math.max(100, Math.floor(this.ctx.config.leaseTtlMs / 3)));
+    let ok = false;
+    try {
+      const first = this.blob.chunkRange(chunks[0]!).start;
+      const last = this.blob.chunkRange(chunks[chunks.length - 1]!).end - 1;
+      let idx = 0;
+      let buf = Buffer.allocUnsafe(this.blob.chunkLength(chunks[0]!));
+      let filled = 0;
+      let lastError: unknown;
+      for (const url of this.urls) {
+        try {
+          // Resumes inside fetchRange keep `idx`/`filled`: no byte is fetched twice.
+          const from = this.blob.chunkRange(chunks[idx]!).start + filled;
+          if (from > last) break;
+          await this.ctx.origin.fetchRange(url, from, last, async (b) => {
+            let off = 0;
+            while (off < b.length) {
+              const take = Math.min(b.length - off, buf.length - filled);
+              b.copy(buf, filled, off, off + take);
+              filled += take;
+              off += take;
+              if (filled === buf.length) {
+                const c = chunks[idx]!;
+                const r = await this.blob.writeChunk(c, buf);
+                if (r === 'stored') {
+                  this.bytes.origin += buf.length;
+                  this.source[c] = SOURCE.origin;
+                  this.ctx.stats.originBytes(buf.length);
+                }
+                this.lastProgress = Date.now();
+                remaining.delete(c);
+                done.push(c);
+                idx++;
+                filled = 0;
+                if (idx < chunks.length) buf = Buffer.allocUnsafe(this.blob.chunkLength(chunks[idx]!));
+              }
+            }
+          }, this.abort.signal);
+          ok = true;
+          break;
+        } catch (e) {
+          lastError = e;
+          if (this.abort.signal.aborted) return;
+          if (isShoalError(e, 'chunk-mismatch')) {
+            this.ctx.stats.verifyFailure('origin');
+            filled = 0; // the origin sent bad bytes for this chunk: drop it, try the next URL
+          }
+          if (isShoalError(e, 'no-space') || isShoalError(e, 'permission-denied')) { this.fatal = e as ShoalError; return; }
+        }
+      }
+      if (!ok) {
+        this.originFailures++;
+        this.ctx.log('warn', 'origin fetch failed', { blob: this.blob.sha256.slice(0, 12), error: (lastError as Error)?.message });
+        if (this.originFailures >= 5) this.fatal = isShoalError(lastError) ? lastError : new ShoalError('origin-error', String(lastError));
+        this.nextLeaseAt = Date.now() + Math.min(5000, 250 * 2 ** this.originFailures);
+      } else {
+        this.originFailures = 0;
+      }
+    } finally {
+      clearInterval(renew);
+      chunks.forEach((c) => this.inflight.delete(c));
+      this.originRuns--;
+      void this.lease({ done, release: [...remaining] });
+      this.wake();
+    }
+  }
+}

@@ -1,0 +1,172 @@
+/**
+ * HTTP client for the peer protocol. Everything a peer says is untrusted:
+ * JSON bodies are size-capped and shape-checked, byte ranges must come back as
+ * 206 with the exact Content-Range and length, and slow transfers are cut.
+ */
+import { Agent } from 'undici';
+import { ShoalError } from '../../manifests/errors.js';
+
+export interface PeerInfo {
+  peerId: string;
+  site: string;
+  software: string;
+  protocol: number;
+  capabilities: string[];
+}
+
+export interface HaveMap {
+  seq: number;
+  chunks: number;
+  complete: boolean;
+  bitmap: Buffer;
+}
+
+export interface LeaseRequest {
+  blob: string;
+  peer: string;
+  /** Chunk count of the blob: the coordinator may not hold the blob itself. */
+  chunks: number;
+  want?: number[];
+  max?: number;
+  renew?: number[];
+  release?: number[];
+  done?: number[];
+}
+
+export interface LeaseResponse {
+  coordinator: string;
+  granted: number[];
+  /** chunk → peer id holding its lease (or having fetched it). */
+  held: Record<string, string>;
+  retryMs?: number;
+}
+
+export interface PeerAddress {
+  url: string;
+}
+
+const MAX_JSON = 1 << 20;
+
+export class PeerClient {
+  private agent: Agent;
+  constructor(private opts: { requestTimeoutMs: number; minBytesPerSec: number; authHeaders?: (method: string, path: string) => Record<string, string> }) {
+    this.agent = new Agent({ connections: 16, headersTimeout: opts.requestTimeoutMs, bodyTimeout: opts.requestTimeoutMs, connect: { timeout: 3000 }, keepAliveTimeout: 10_000 });
+  }
+
+  private headers(method: string, path: string, extra: Record<string, string> = {}) {
+    return { ...extra, ...(this.opts.authHeaders?.(method, path) ?? {}) };
+  }
+
+  private async json<T>(peer: PeerAddress, method: 'GET' | 'POST', path: string, body?: unknown, opts: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<{ status: number; data: T | undefined }> {
+    const signal = anySignal(opts.signal, AbortSignal.timeout(opts.timeoutMs ?? this.opts.requestTimeoutMs));
+    const res = await this.agent.request({
+      origin: peer.url, path, method, signal,
+      headers: this.headers(method, path, body ? { 'content-type': 'application/json' } : {}),
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    const parts: Buffer[] = [];
+    let n = 0;
+    for await (const b of res.body as AsyncIterable<Buffer>) {
+      n += b.length;
+      if (n > MAX_JSON) { res.body.destroy(); throw new ShoalError('peer-error', `${peer.url}${path}: answer larger than ${MAX_JSON} bytes`); }
+      parts.push(b);
+    }
+    if (res.statusCode >= 300) return { status: res.statusCode, data: undefined };
+    try {
+      return { status: res.statusCode, data: JSON.parse(Buffer.concat(parts).toString('utf8')) as T };
+    } catch {
+      throw new ShoalError('peer-error', `${peer.url}${path}: answer is not JSON`);
+    }
+  }
+
+  async info(peer: PeerAddress, timeoutMs = 3000): Promise<PeerInfo> {
+    const { status, data } = await this.json<PeerInfo>(peer, 'GET', '/v1/info', undefined, { timeoutMs });
+    if (status !== 200 || !data || typeof data.peerId !== 'string' || !/^[A-Za-z0-9_-]{8,64}$/.test(data.peerId) || typeof data.site !== 'string') {
+      throw new ShoalError('peer-error', `${peer.url}: bad /v1/info answer (HTTP ${status})`);
+    }
+    return { peerId: data.peerId, site: data.site, software: String(data.software), protocol: Number(data.protocol), capabilities: Array.isArray(data.capabilities) ? data.capabilities.map(String) : [] };
+  }
+
+  /** Have-map of a blob; with `wait`, long-polls until the peer's seq moves past it. Undefined if the peer lacks the blob. */
+  async have(peer: PeerAddress, blob: string, chunks: number, wait: number | undefined, signal?: AbortSignal): Promise<HaveMap | undefined> {
+    const path = `/v1/have/${blob}${wait !== undefined ? `?wait=${wait}` : ''}`;
+    const { status, data } = await this.json<{ seq: number; chunks: number; complete: boolean; bitmap: string }>(peer, 'GET', path, undefined, { signal, timeoutMs: 30_000 });
+    if (status === 404) return undefined;
+    if (status !== 200 || !data || !Number.isSafeInteger(data.seq) || data.chunks !== chunks || typeof data.bitmap !== 'string') {
+      throw new ShoalError('peer-error', `${peer.url}: bad have-map for ${blob.slice(0, 12)} (HTTP ${status})`);
+    }
+    const bitmap = Buffer.from(data.bitmap, 'base64');
+    if (bitmap.length !== Math.ceil(chunks / 8)) throw new ShoalError('peer-error', `${peer.url}: have-map of the wrong length`);
+    return { seq: data.seq, chunks, complete: !!data.complete, bitmap };
+  }
+
+  async lease(peer: PeerAddress, req: LeaseRequest, signal?: AbortSignal): Promise<LeaseResponse> {
+    const { status, data } = await this.json<LeaseResponse>(peer, 'POST', '/v1/leases', req, { signal, timeoutMs: 5000 });
+    if (status !== 200 || !data || !Array.isArray(data.granted) || typeof data.held !== 'object' || data.held === null) {
+      throw new ShoalError('peer-error', `${peer.url}: lease request refused (HTTP ${status})`);
+    }
+    return { coordinator: String(data.coordinator), granted: data.granted.filter((x) => Number.isSafeInteger(x)), held: data.held, ...(typeof data.retryMs === 'number' ? { retryMs: Math.min(5000, Math.max(50, data.retryMs)) } : {}) };
+  }
+
+  async manifest(peer: PeerAddress, id: string, maxBytes: number): Promise<Buffer | undefined> {
+    const res = await this.agent.request({ origin: peer.url, path: `/v1/manifests/${id}`, method: 'GET', headers: this.headers('GET', `/v1/manifests/${id}`), signal: AbortSignal.timeout(this.opts.requestTimeoutMs) });
+    if (res.statusCode !== 200) { res.body.destroy(); return undefined; }
+    const parts: Buffer[] = [];
+    let n = 0;
+    for await (const b of res.body as AsyncIterable<Buffer>) {
+      n += b.length;
+      if (n > maxBytes) { res.body.destroy(); return undefined; }
+      parts.push(b);
+    }
+    return Buffer.concat(parts);
+  }
+
+  /**
+   * Bytes [start, end] of a blob from a peer into `into` (exactly end-start+1
+   * bytes). Rejects anything but a 206 with the exact Content-Range, a body of
+   * the wrong length, and transfers slower than minBytesPerSec after a grace second.
+   */
+  async range(peer: PeerAddress, blob: string, start: number, end: number, into: Buffer, signal?: AbortSignal): Promise<void> {
+    const want = end - start + 1;
+    if (into.length !== want) throw new Error('buffer size mismatch');
+    const ctl = new AbortController();
+    const onAbort = () => ctl.abort(signal?.reason);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const t0 = performance.now();
+    let got = 0;
+    let stalled = false;
+    const watchdog = setInterval(() => {
+      const secs = (performance.now() - t0) / 1000;
+      if (secs > 1 && got / secs < this.opts.minBytesPerSec) { stalled = true; ctl.abort(); }
+    }, 250);
+    const path = `/v1/blobs/${blob}`;
+    try {
+      const res = await this.agent.request({ origin: peer.url, path, method: 'GET', signal: ctl.signal, headers: this.headers('GET', path, { range: `bytes=${start}-${end}` }) });
+      if (res.statusCode !== 206) { res.body.destroy(); throw new ShoalError('peer-error', `${peer.url}: HTTP ${res.statusCode} for a range request`); }
+      const cr = String(res.headers['content-range'] ?? '');
+      const m = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(cr);
+      if (!m || Number(m[1]) !== start || Number(m[2]) !== end) { res.body.destroy(); throw new ShoalError('peer-error', `${peer.url}: Content-Range "${cr}" is not bytes ${start}-${end}`); }
+      for await (const b of res.body as AsyncIterable<Buffer>) {
+        if (got + b.length > want) { res.body.destroy(); throw new ShoalError('peer-error', `${peer.url}: body longer than the ${want} bytes asked for`); }
+        b.copy(into, got);
+        got += b.length;
+      }
+      if (got !== want) throw new ShoalError('peer-error', `${peer.url}: body of ${got} bytes, expected ${want}`);
+    } catch (e) {
+      if (stalled) throw new ShoalError('timeout', `${peer.url}: transfer stalled (${got} of ${want} bytes)`);
+      throw e;
+    } finally {
+      clearInterval(watchdog);
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  async close() {
+    await this.agent.close();
+  }
+}
+
+export function anySignal(...signals: (AbortSignal | undefined)[]): AbortSignal {
+  const list = signals.filter((s): s is AbortSignal => !!s);
+  return list.length === 1 ? list[0]! : AbortSignal.any(list);
+}

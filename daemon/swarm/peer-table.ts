@@ -1,0 +1,140 @@
+/**
+ * Known peers and their health. Addresses come from staticPeers (and later
+ * discovery); a peer is only used once its /v1/info answered with a site that
+ * matches ours. Emits 'join' and 'leave' so coordinators can be recomputed.
+ */
+import { EventEmitter } from 'node:events';
+import type { Logger } from '../log.js';
+import type { PeerClient, PeerInfo } from './peer-client.js';
+
+export interface Peer {
+  id: string;
+  url: string;
+  address: string;
+  healthy: boolean;
+  bannedUntil: number;
+  banReason?: string;
+  info?: PeerInfo;
+  failures: number;
+  lastOk: number;
+  source: 'static' | 'mdns';
+}
+
+export class PeerTable extends EventEmitter {
+  private byId = new Map<string, Peer>();
+  private addresses = new Map<string, { url: string; source: 'static' | 'mdns'; id?: string }>();
+  private timer: NodeJS.Timeout | undefined;
+  private probing = false;
+  readonly maxPeers: number;
+
+  constructor(readonly selfId: string, readonly site: string, private client: PeerClient, private log: Logger, opts: { probeMs?: number; maxPeers?: number } = {}) {
+    super();
+    this.maxPeers = opts.maxPeers ?? 256;
+    this.probeMs = opts.probeMs ?? 1000;
+  }
+  private probeMs: number;
+
+  addAddress(host: string, port: number, source: 'static' | 'mdns' = 'static') {
+    const h = host.includes(':') ? `[${host}]` : host;
+    const address = `${h}:${port}`;
+    if (!this.addresses.has(address) && this.addresses.size < this.maxPeers * 2) this.addresses.set(address, { url: `http://${address}`, source });
+  }
+
+  start() {
+    const tick = async () => {
+      await this.probeAll();
+      this.timer = setTimeout(tick, this.probeMs);
+      this.timer.unref();
+    };
+    void tick();
+  }
+
+  stop() {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Probes every address once; resolves when all answered or failed. */
+  async probeAll(): Promise<void> {
+    if (this.probing) return;
+    this.probing = true;
+    try {
+      await Promise.all([...this.addresses.entries()].map(([address, a]) => this.probe(address, a)));
+    } finally {
+      this.probing = false;
+    }
+  }
+
+  private async probe(address: string, a: { url: string; source: 'static' | 'mdns'; id?: string }) {
+    try {
+      const info = await this.client.info({ url: a.url }, Math.min(2000, this.probeMs * 2));
+      if (info.peerId === this.selfId) { this.addresses.delete(address); return; } // ourselves
+      if (info.site !== this.site) { this.log('debug', 'ignoring peer of another site', { address, site: info.site }); return; }
+      a.id = info.peerId;
+      let p = this.byId.get(info.peerId);
+      if (!p) {
+        if (this.byId.size >= this.maxPeers) return;
+        p = { id: info.peerId, url: a.url, address, healthy: false, bannedUntil: 0, failures: 0, lastOk: 0, source: a.source };
+        this.byId.set(p.id, p);
+      }
+      p.url = a.url;
+      p.address = address;
+      p.info = info;
+      p.failures = 0;
+      p.lastOk = Date.now();
+      if (!p.healthy) {
+        p.healthy = true;
+        this.log('info', 'peer joined', { peer: p.id, address });
+        this.emit('join', p);
+      }
+    } catch {
+      const p = a.id ? this.byId.get(a.id) : undefined;
+      if (p && p.healthy && ++p.failures >= 2) this.markDown(p.id, 'health check failed');
+    }
+  }
+
+  /** A request to the peer failed at the connection level: stop using it until a probe succeeds. */
+  markDown(id: string, reason: string) {
+    const p = this.byId.get(id);
+    if (!p || !p.healthy) return;
+    p.healthy = false;
+    this.log('info', 'peer left', { peer: id, reason });
+    this.emit('leave', p);
+  }
+
+  ban(id: string, ms: number, reason: string) {
+    const p = this.byId.get(id);
+    if (!p) return;
+    p.bannedUntil = Date.now() + ms;
+    p.banReason = reason;
+    this.log('warn', 'peer banned', { peer: id, reason, seconds: Math.round(ms / 1000) });
+    this.emit('ban', p);
+  }
+
+  get(id: string): Peer | undefined {
+    return this.byId.get(id);
+  }
+
+  isBanned(p: Peer) {
+    return p.bannedUntil > Date.now();
+  }
+
+  /** Healthy peers (banned ones included: they still count for coordination). */
+  live(): Peer[] {
+    return [...this.byId.values()].filter((p) => p.healthy);
+  }
+
+  /** Healthy, unbanned peers: where bytes may come from. */
+  usable(): Peer[] {
+    return this.live().filter((p) => !this.isBanned(p));
+  }
+
+  /** Ids that take part in HRW coordination: us and every usable peer. */
+  memberIds(): string[] {
+    return [this.selfId, ...this.usable().map((p) => p.id)];
+  }
+
+  all(): Peer[] {
+    return [...this.byId.values()];
+  }
+}

@@ -1,0 +1,71 @@
+/**
+ * The site engine of one daemon: peers, the lease coordinator and the blob
+ * downloads. One download per blob, however many fetches ask for it.
+ */
+import type { Config } from '../config.js';
+import type { Logger } from '../log.js';
+import type { OriginClient } from '../origin/origin-client.js';
+import type { BlobStore } from '../store/blob-store.js';
+import type { BlobLayout } from '../store/blob.js';
+import { LeaseCoordinator } from './coordinator.js';
+import { BlobDownload } from './downloader.js';
+import { coordinatorFor } from './hrw.js';
+import type { PeerClient } from './peer-client.js';
+import type { PeerTable } from './peer-table.js';
+
+export interface SwarmStats {
+  originBytes(n: number): void;
+  peerBytes(n: number): void;
+  verifyFailure(source: 'origin' | 'peer'): void;
+}
+
+export interface SwarmContext {
+  selfId: string;
+  config: Config;
+  log: Logger;
+  store: BlobStore;
+  table: PeerTable;
+  client: PeerClient;
+  origin: OriginClient;
+  coordinator: LeaseCoordinator;
+  stats: SwarmStats;
+  coordinatorFor(blob: string): string | undefined;
+}
+
+export class Swarm {
+  readonly coordinator: LeaseCoordinator;
+  private downloads = new Map<string, BlobDownload>();
+  readonly ctx: SwarmContext;
+
+  constructor(base: Omit<SwarmContext, 'coordinator' | 'coordinatorFor'>) {
+    this.coordinator = new LeaseCoordinator(base.selfId, base.config.leaseTtlMs, (id) => id === base.selfId || !!base.table.get(id)?.healthy);
+    this.ctx = { ...base, coordinator: this.coordinator, coordinatorFor: (blob) => coordinatorFor(blob, base.table.memberIds()) };
+    base.table.on('leave', (p) => { this.coordinator.memberLeft(); this.coordinator.dropHolder(p.id); });
+    base.table.on('ban', (p) => this.coordinator.dropHolder(p.id));
+  }
+
+  /** Starts (or joins) the download of a blob; resolves with the download handle. */
+  async download(layout: BlobLayout, urls: string[]): Promise<BlobDownload> {
+    const running = this.downloads.get(layout.sha256);
+    if (running && running.state === 'running') return running;
+    const blob = await this.ctx.store.ensure(layout);
+    const again = this.downloads.get(layout.sha256);
+    if (again && again.state === 'running') return again;
+    const d = new BlobDownload(this.ctx, blob, urls);
+    this.downloads.set(layout.sha256, d);
+    return d;
+  }
+
+  active(): BlobDownload[] {
+    return [...this.downloads.values()].filter((d) => d.state === 'running');
+  }
+
+  get(sha: string): BlobDownload | undefined {
+    return this.downloads.get(sha);
+  }
+
+  async stop() {
+    for (const d of this.downloads.values()) d.cancel('daemon stopping');
+    await Promise.allSettled([...this.downloads.values()].map((d) => d.done));
+  }
+}

@@ -1,0 +1,37 @@
+/** Publishes a real release into a test origin's folder: artifact bytes + signed manifest. */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { makeFile } from '../../bench/lib.js';
+import { generateSigningKey, type SigningKey } from '../../manifests/keys.js';
+import { publish } from '../../manifests/publish.js';
+import { serializeEnvelope } from '../../manifests/sign.js';
+
+export interface Release {
+  key: SigningKey;
+  trusted: string[];
+  file: string;
+  rel: string;
+  manifestUrl: string;
+  manifestPath: string;
+  size: number;
+  sha256: string;
+  chunkSize: number;
+}
+
+export async function makeRelease(originRoot: string, originUrl: string, o: { size: number; name?: string; version?: string; sequence?: number; chunkSize?: number; key?: SigningKey }): Promise<Release> {
+  const key = o.key ?? generateSigningKey();
+  const name = o.name ?? 'app';
+  const version = o.version ?? '1.0.0';
+  const rel = `${name}-${version}.bin`;
+  const file = path.join(originRoot, rel);
+  await fs.mkdir(originRoot, { recursive: true });
+  await makeFile(file, o.size);
+  const chunkSize = o.chunkSize ?? 1 << 20;
+  const res = await publish({ inputs: [file], name, version, sequence: o.sequence ?? 1, keys: [key], baseUrl: `${originUrl}/`, expiresInMs: 86400e3, chunkSize });
+  const manifestPath = path.join(originRoot, `${name}-${version}.json`);
+  await fs.writeFile(manifestPath, serializeEnvelope(res.envelope));
+  return {
+    key, trusted: [key.publicKey.text], file, rel, manifestUrl: `${originUrl}/${name}-${version}.json`, manifestPath,
+    size: o.size, sha256: res.envelope.signed.files[0]!.sha256, chunkSize,
+  };
+}

@@ -1,0 +1,122 @@
+/**
+ * Multi-daemon test sites on 127.0.0.1: real shoald processes, real HTTP,
+ * real disk. Each daemon gets its own cache dir and a config file; ports are
+ * picked free up front so static peer lists can name them.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { AgentClient } from '../../agent-api/client.js';
+import { ROOT } from './fixtures.js';
+
+export const SHOALD = path.join(ROOT, 'dist/daemon/shoald.js');
+
+export async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(Array.from({ length: n }, () => new Promise<net.Server>((resolve) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => resolve(s));
+  })));
+  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return ports;
+}
+
+export interface RunningDaemon {
+  name: string;
+  dir: string;
+  peerPort: number;
+  adminPort: number;
+  peerId: string;
+  api: string;
+  client: AgentClient;
+  proc: ChildProcess;
+  logs: string[];
+  exited: Promise<number | null>;
+  kill(signal?: NodeJS.Signals): Promise<void>;
+}
+
+export interface DaemonOptions {
+  name: string;
+  dir: string;
+  peerPort: number;
+  staticPeers: number[];
+  trustedKeys: string[];
+  config?: Record<string, unknown>;
+}
+
+export async function startShoald(o: DaemonOptions): Promise<RunningDaemon> {
+  await fs.mkdir(o.dir, { recursive: true });
+  const configFile = path.join(o.dir, 'config.json');
+  const config = {
+    peerListen: `127.0.0.1:${o.peerPort}`,
+    adminListen: '127.0.0.1:0',
+    cacheDir: path.join(o.dir, 'cache'),
+    trustedKeys: o.trustedKeys,
+    staticPeers: o.staticPeers.filter((p) => p !== o.peerPort).map((p) => `127.0.0.1:${p}`),
+    leaseTtlMs: 3000,
+    requestTimeoutMs: 10_000,
+    banMs: 60_000,
+    logLevel: 'info',
+    ...o.config,
+  };
+  await fs.writeFile(configFile, JSON.stringify(config, null, 2));
+  const proc = spawn(process.execPath, ['--enable-source-maps', SHOALD, '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const logs: string[] = [];
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  const ready = await new Promise<{ peerId: string; adminPort: number }>((resolve, reject) => {
+    let buf = '';
+    const timer = setTimeout(() => reject(new Error(`${o.name} did not start: ${logs.join('\n')}`)), 15_000);
+    proc.stdout!.on('data', (d: Buffer) => {
+      buf += d.toString();
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        logs.push(line);
+        if (logs.length > 2000) logs.shift();
+        try {
+          const j = JSON.parse(line) as { msg?: string; peerId?: string; adminPort?: number };
+          if (j.msg === 'shoald ready') { clearTimeout(timer); resolve({ peerId: j.peerId!, adminPort: j.adminPort! }); }
+        } catch { /* not JSON */ }
+      }
+    });
+    proc.stderr!.on('data', (d: Buffer) => logs.push(`stderr: ${d.toString()}`));
+    void exited.then((code) => { clearTimeout(timer); reject(new Error(`${o.name} exited ${code}: ${logs.join('\n')}`)); });
+  });
+  const api = `http://127.0.0.1:${ready.adminPort}`;
+  return {
+    name: o.name, dir: o.dir, peerPort: o.peerPort, adminPort: ready.adminPort, peerId: ready.peerId, api,
+    client: new AgentClient({ api }), proc, logs, exited,
+    async kill(signal: NodeJS.Signals = 'SIGTERM') {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+      await exited;
+    },
+  };
+}
+
+/** Starts n daemons that all list each other as static peers; stops them at teardown. */
+export async function startSite(t: { teardown(fn: () => unknown): void }, root: string, n: number, trustedKeys: string[], config: Record<string, unknown> = {}, extraPorts = 0) {
+  const ports = await freePorts(n + extraPorts);
+  const daemons = await Promise.all(Array.from({ length: n }, (_, i) => startShoald({
+    name: `d${i}`, dir: path.join(root, `d${i}`), peerPort: ports[i]!, staticPeers: ports, trustedKeys, config,
+  })));
+  t.teardown(async () => {
+    await Promise.all(daemons.map(async (d) => { await d.client.close(); await d.kill('SIGKILL'); }));
+  });
+  return { daemons, ports };
+}
+
+/** Waits until every daemon sees `want` healthy peers. */
+export async function waitForPeers(daemons: RunningDaemon[], want: number, timeoutMs = 10_000) {
+  const until = Date.now() + timeoutMs;
+  for (const d of daemons) {
+    for (;;) {
+      if (d.proc.exitCode !== null || d.proc.signalCode !== null) break;
+      const peers = await d.client.peers().catch(() => []);
+      if (peers.filter((p) => p.healthy).length >= want) break;
+      if (Date.now() > until) throw new Error(`${d.name} sees ${peers.filter((p) => p.healthy).length} peers, wanted ${want}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
