@@ -61,3 +61,9 @@ export function parseRange(header: string, size: number): { start: number; end: 
 }
 
 export const HEX64 = /^[0-9a-f]{64}$/;
+
+/** Throws away a response body we will not read; destroying without a listener would crash on its 'error'. */
+export function discard(body: { on(ev: 'error', fn: () => void): unknown; destroy(): unknown }) {
+  body.on('error', () => {});
+  body.destroy();
+}

@@ -49,7 +49,7 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
     evicted: (sha, bytes) => log('info', 'evicted blob', { blob: sha, bytes }),
   });
   const client = new PeerClient({ requestTimeoutMs: config.requestTimeoutMs, minBytesPerSec: config.minPeerBytesPerSec });
-  const table = new PeerTable(state.peerId, config.siteId, client, log);
+  const table = new PeerTable(state.peerId, config.siteId, client, log, { banMs: config.banMs });
   for (const sp of config.staticPeers) table.addAddress(sp.host, sp.port, 'static');
   const origin = new OriginClient({ maxBytesPerSec: config.originMaxBytesPerSec, concurrency: config.originConcurrency, requestTimeoutMs: config.requestTimeoutMs });
   const swarm = new Swarm({

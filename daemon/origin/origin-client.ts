@@ -7,6 +7,7 @@
  */
 import { Agent, interceptors, type Dispatcher } from 'undici';
 import { ShoalError } from '../../manifests/errors.js';
+import { discard } from '../http-util.js';
 import { Semaphore, sleep, TokenBucket } from '../limits.js';
 
 export interface OriginOptions {
@@ -48,7 +49,7 @@ export class OriginClient {
         const res = await this.dispatcher.request({ ...target(url), method: 'GET', signal, headers: { accept: 'application/json' } });
         this.opts.onResponse?.(res.statusCode);
         if (res.statusCode !== 200) {
-          res.body.destroy();
+          discard(res.body);
           throw httpError(url, res.statusCode);
         }
         const parts: Buffer[] = [];
@@ -56,7 +57,7 @@ export class OriginClient {
         for await (const b of res.body as AsyncIterable<Buffer>) {
           n += b.length;
           if (n > maxBytes) {
-            res.body.destroy();
+            discard(res.body);
             throw new ShoalError('too-large', `${url}: document larger than ${maxBytes} bytes`);
           }
           parts.push(b);
@@ -102,13 +103,13 @@ export class OriginClient {
     if (res.statusCode === 206) {
       const cr = CONTENT_RANGE_RE.exec(String(res.headers['content-range'] ?? ''));
       if (!cr || Number(cr[1]) !== from || Number(cr[2]) !== end) {
-        res.body.destroy();
+        discard(res.body);
         throw new ShoalError('origin-error', `${url}: Content-Range "${res.headers['content-range']}" does not match bytes ${from}-${end}`);
       }
     } else if (res.statusCode === 200) {
       skip = from; // the server ignored Range: read past what we already have
     } else {
-      res.body.destroy();
+      discard(res.body);
       throw httpError(url, res.statusCode);
     }
     let remaining = end - from + 1;
@@ -129,7 +130,7 @@ export class OriginClient {
         if (remaining === 0) break;
       }
     } finally {
-      if (remaining === 0) res.body.destroy(); // stop a 200 body (or an over-long one) at our range end
+      if (remaining === 0) discard(res.body); // stop a 200 body (or an over-long one) at our range end
     }
     if (remaining > 0) throw new ShoalError('origin-error', `${url}: body ended ${remaining} bytes early`);
   }

@@ -38,6 +38,9 @@ export class BlobDownload extends EventEmitter {
   private inflight = new Set<number>();
   private perPeer = new Map<string, number>();
   private peerHave = new Map<string, Uint8Array>();
+  /** Peers whose have-map (or "don't have it") we heard at least once. */
+  private heard = new Set<string>();
+  private readonly startedAt = Date.now();
   private pollers = new Map<string, AbortController>();
   private originRuns = 0;
   private nextLeaseAt = 0;
@@ -151,7 +154,10 @@ export class BlobDownload extends EventEmitter {
       const pick = free.filter((p) => (this.perPeer.get(p.id) ?? 0) === least);
       void this.fetchFromPeer(i, pick[Math.floor(Math.random() * pick.length)]!);
     }
-    if (unheld.length && this.originRuns < this.ctx.config.originConcurrency && !this.leasing && Date.now() >= this.nextLeaseAt && this.urls.length) {
+    // Hear every peer's have-map before leasing: otherwise the first plan sees every
+    // chunk as unheld and pulls from the origin what a peer already holds.
+    const settled = [...usable.keys()].every((id) => this.heard.has(id)) || Date.now() - this.startedAt > 2000;
+    if (settled && unheld.length && this.originRuns < this.ctx.config.originConcurrency && !this.leasing && Date.now() >= this.nextLeaseAt && this.urls.length) {
       void this.askLease(unheld);
     }
   }
@@ -174,6 +180,7 @@ export class BlobDownload extends EventEmitter {
       while (!signal.aborted) {
         try {
           const h = await this.ctx.client.have(p, this.blob.sha256, this.blob.chunkCount, seq, signal);
+          this.heard.add(p.id);
           if (!h) {
             this.peerHave.delete(p.id);
             seq = undefined;

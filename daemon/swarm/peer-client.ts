@@ -5,6 +5,7 @@
  */
 import { Agent } from 'undici';
 import { ShoalError } from '../../manifests/errors.js';
+import { discard } from '../http-util.js';
 
 export interface PeerInfo {
   peerId: string;
@@ -68,7 +69,7 @@ export class PeerClient {
     let n = 0;
     for await (const b of res.body as AsyncIterable<Buffer>) {
       n += b.length;
-      if (n > MAX_JSON) { res.body.destroy(); throw new ShoalError('peer-error', `${peer.url}${path}: answer larger than ${MAX_JSON} bytes`); }
+      if (n > MAX_JSON) { discard(res.body); throw new ShoalError('peer-error', `${peer.url}${path}: answer larger than ${MAX_JSON} bytes`); }
       parts.push(b);
     }
     if (res.statusCode >= 300) return { status: res.statusCode, data: undefined };
@@ -110,12 +111,12 @@ export class PeerClient {
 
   async manifest(peer: PeerAddress, id: string, maxBytes: number): Promise<Buffer | undefined> {
     const res = await this.agent.request({ origin: peer.url, path: `/v1/manifests/${id}`, method: 'GET', headers: this.headers('GET', `/v1/manifests/${id}`), signal: AbortSignal.timeout(this.opts.requestTimeoutMs) });
-    if (res.statusCode !== 200) { res.body.destroy(); return undefined; }
+    if (res.statusCode !== 200) { discard(res.body); return undefined; }
     const parts: Buffer[] = [];
     let n = 0;
     for await (const b of res.body as AsyncIterable<Buffer>) {
       n += b.length;
-      if (n > maxBytes) { res.body.destroy(); return undefined; }
+      if (n > maxBytes) { discard(res.body); return undefined; }
       parts.push(b);
     }
     return Buffer.concat(parts);
@@ -142,14 +143,20 @@ export class PeerClient {
     const path = `/v1/blobs/${blob}`;
     try {
       const res = await this.agent.request({ origin: peer.url, path, method: 'GET', signal: ctl.signal, headers: this.headers('GET', path, { range: `bytes=${start}-${end}` }) });
-      if (res.statusCode !== 206) { res.body.destroy(); throw new ShoalError('peer-error', `${peer.url}: HTTP ${res.statusCode} for a range request`); }
+      if (res.statusCode !== 206) { discard(res.body); throw new ShoalError('peer-error', `${peer.url}: HTTP ${res.statusCode} for a range request`); }
       const cr = String(res.headers['content-range'] ?? '');
       const m = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(cr);
-      if (!m || Number(m[1]) !== start || Number(m[2]) !== end) { res.body.destroy(); throw new ShoalError('peer-error', `${peer.url}: Content-Range "${cr}" is not bytes ${start}-${end}`); }
-      for await (const b of res.body as AsyncIterable<Buffer>) {
-        if (got + b.length > want) { res.body.destroy(); throw new ShoalError('peer-error', `${peer.url}: body longer than the ${want} bytes asked for`); }
-        b.copy(into, got);
-        got += b.length;
+      if (!m || Number(m[1]) !== start || Number(m[2]) !== end) { discard(res.body); throw new ShoalError('peer-error', `${peer.url}: Content-Range "${cr}" is not bytes ${start}-${end}`); }
+      try {
+        for await (const b of res.body as AsyncIterable<Buffer>) {
+          if (got + b.length > want) { discard(res.body); throw new ShoalError('peer-error', `${peer.url}: body longer than the ${want} bytes asked for`); }
+          b.copy(into, got);
+          got += b.length;
+        }
+      } catch (e) {
+        if (e instanceof ShoalError || stalled || signal?.aborted) throw e;
+        // Headers promised the range, the body broke off: a crashed or lying peer.
+        throw new ShoalError('peer-error', `${peer.url}: body cut short after ${got} of ${want} bytes`, { cause: e });
       }
       if (got !== want) throw new ShoalError('peer-error', `${peer.url}: body of ${got} bytes, expected ${want}`);
     } catch (e) {

@@ -27,12 +27,17 @@ export class PeerTable extends EventEmitter {
   private probing = false;
   readonly maxPeers: number;
 
-  constructor(readonly selfId: string, readonly site: string, private client: PeerClient, private log: Logger, opts: { probeMs?: number; maxPeers?: number } = {}) {
+  private probeMs: number;
+  private banMs: number;
+  /** Recent times each peer was marked down: a peer that keeps failing is banned, not retried forever. */
+  private downs = new Map<string, number[]>();
+
+  constructor(readonly selfId: string, readonly site: string, private client: PeerClient, private log: Logger, opts: { probeMs?: number; maxPeers?: number; banMs?: number } = {}) {
     super();
     this.maxPeers = opts.maxPeers ?? 256;
     this.probeMs = opts.probeMs ?? 1000;
+    this.banMs = opts.banMs ?? 60_000;
   }
-  private probeMs: number;
 
   addAddress(host: string, port: number, source: 'static' | 'mdns' = 'static') {
     const h = host.includes(':') ? `[${host}]` : host;
@@ -100,6 +105,12 @@ export class PeerTable extends EventEmitter {
     p.healthy = false;
     this.log('info', 'peer left', { peer: id, reason });
     this.emit('leave', p);
+    const now = Date.now();
+    const recent = (this.downs.get(id) ?? []).filter((t) => now - t < this.banMs);
+    recent.push(now);
+    this.downs.set(id, recent);
+    // Answers its health check, then fails real requests: a broken or lying peer.
+    if (recent.length >= 3) this.ban(id, this.banMs, `unreliable: failed ${recent.length} times, last: ${reason}`);
   }
 
   ban(id: string, ms: number, reason: string) {
