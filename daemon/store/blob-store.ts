@@ -61,6 +61,8 @@ export class BlobStore {
       const st = await fs.stat(p.data);
       if (st.size !== meta.size) throw new Error(`data file is ${st.size} bytes, expected ${meta.size}`);
       const journal = await fs.readFile(p.journal).catch(() => Buffer.alloc(0));
+      // Cut a torn final record off before anything is appended, or every later record would be misaligned.
+      if (journal.length % 4 !== 0) await fs.truncate(p.journal, journal.length - (journal.length % 4));
       const indices: number[] = [];
       let completeRecorded = false;
       // A torn final record (length not a multiple of 4) is ignored.
@@ -136,8 +138,9 @@ export class BlobStore {
       }
       await fs.writeFile(p.journal, Buffer.alloc(0));
       // The meta goes last: without it, a crash leaves files the next start deletes.
-      await writeFileAtomic(p.meta, JSON.stringify(layout));
-      const blob = await this.openBlob(layout);
+      const meta: Meta = { sha256: layout.sha256, size: layout.size, chunkSize: layout.chunkSize, chunks: layout.chunks };
+      await writeFileAtomic(p.meta, JSON.stringify(meta));
+      const blob = await this.openBlob(meta);
       this.blobs.set(layout.sha256, blob);
       return blob;
     } catch (e) {

@@ -1,0 +1,62 @@
+import test from 'ava';
+import { LeaseCoordinator } from '../daemon/swarm/coordinator.js';
+import { coordinatorFor, hrwRank } from '../daemon/swarm/hrw.js';
+
+const blob = 'ab'.repeat(32);
+
+test('HRW: every daemon computes the same coordinator; removing it promotes the next in order', (t) => {
+  const ids = ['peerAAAAAAAA', 'peerBBBBBBBB', 'peerCCCCCCCC', 'peerDDDDDDDD'];
+  const rank = hrwRank(blob, ids);
+  t.is(coordinatorFor(blob, [...ids].reverse()), rank[0]);
+  t.is(coordinatorFor(blob, ids.filter((i) => i !== rank[0])), rank[1]);
+  // Different blobs spread over different coordinators.
+  const coords = new Set(Array.from({ length: 64 }, (_, i) => coordinatorFor(i.toString(16).padStart(64, '0'), ids)));
+  t.true(coords.size >= 3);
+});
+
+test('each chunk is granted to exactly one leaseholder, as one contiguous run; others learn the holder', (t) => {
+  const live = new Set(['self00000000', 'a00000000000', 'b00000000000']);
+  const c = new LeaseCoordinator('self00000000', 10_000, (id) => live.has(id));
+  const want = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+  const a = c.handle({ blob, peer: 'a00000000000', chunks: 10, want, max: 4 }, 10);
+  t.deepEqual(a.granted, [0, 1, 2, 3]);
+  const b = c.handle({ blob, peer: 'b00000000000', chunks: 10, want, max: 4 }, 10);
+  t.deepEqual(b.granted, [4, 5, 6, 7]);
+  t.deepEqual(b.held, { 0: 'a00000000000', 1: 'a00000000000', 2: 'a00000000000', 3: 'a00000000000' });
+  // Non-contiguous wants only yield the first run.
+  const s = c.handle({ blob, peer: 'self00000000', chunks: 10, want: [8, 9, 1], max: 8 }, 10);
+  t.deepEqual(s.granted, [8, 9]);
+  t.is(c.handle({ blob, peer: 'b00000000000', chunks: 10, want: [99, -1], max: 4 }, 10).granted.length, 0, 'out-of-range chunks ignored');
+});
+
+test('a dead holder loses its leases at once; an expired lease is granted again; done chunks stay with their holder', async (t) => {
+  const live = new Set(['a00000000000', 'b00000000000']);
+  const c = new LeaseCoordinator('self00000000', 50, (id) => live.has(id));
+  t.deepEqual(c.handle({ blob, peer: 'a00000000000', chunks: 4, want: [0, 1], max: 2 }, 4).granted, [0, 1]);
+  c.handle({ blob, peer: 'a00000000000', chunks: 4, done: [0] }, 4);
+  live.delete('a00000000000');
+  const r = c.handle({ blob, peer: 'b00000000000', chunks: 4, want: [0, 1], max: 2 }, 4);
+  t.deepEqual(r.granted, [0, 1], 'holder gone: both re-granted');
+  t.deepEqual(c.handle({ blob, peer: 'a00000000000', chunks: 4, want: [2], max: 1 }, 4).granted, [2]);
+  live.add('a00000000000');
+  await new Promise((res) => setTimeout(res, 80));
+  t.deepEqual(c.handle({ blob, peer: 'b00000000000', chunks: 4, want: [2], max: 1 }, 4).granted, [2], 'expired, not renewed');
+  t.true(c.expired >= 1);
+  // Renewal by the holder keeps a lease alive.
+  c.handle({ blob, peer: 'a00000000000', chunks: 4, want: [3], max: 1 }, 4);
+  await new Promise((res) => setTimeout(res, 30));
+  c.handle({ blob, peer: 'a00000000000', chunks: 4, renew: [3] }, 4);
+  await new Promise((res) => setTimeout(res, 30));
+  t.deepEqual(c.handle({ blob, peer: 'b00000000000', chunks: 4, want: [3], max: 1 }, 4).held, { 3: 'a00000000000' });
+});
+
+test('after a member leaves, a coordinator new to a blob hears renewals before granting', (t) => {
+  const c = new LeaseCoordinator('self00000000', 10_000, () => true);
+  c.memberLeft();
+  const early = c.handle({ blob, peer: 'b00000000000', chunks: 4, want: [0, 1], max: 2 }, 4);
+  t.deepEqual(early.granted, []);
+  t.true((early.retryMs ?? 0) > 0);
+  const renew = c.handle({ blob, peer: 'a00000000000', chunks: 4, renew: [0] }, 4);
+  t.deepEqual(renew.granted, [0], 'the old leaseholder keeps its lease');
+  t.deepEqual(c.handle({ blob, peer: 'b00000000000', chunks: 4, want: [0], max: 2 }, 4).held, { 0: 'a00000000000' });
+});

@@ -1,0 +1,136 @@
+import test from 'ava';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { ShoalError } from '../manifests/errors.js';
+import { BlobStore } from '../daemon/store/blob-store.js';
+import type { BlobLayout } from '../daemon/store/blob.js';
+import { fileEntry, tmpDir } from './helpers/fixtures.js';
+
+const MiB = 1 << 20;
+
+function layoutOf(data: Buffer, chunkSize = MiB): BlobLayout & { data: Buffer; part(i: number): Buffer } {
+  const e = fileEntry('x', data, chunkSize);
+  return { sha256: e.sha256, size: e.size, chunkSize, chunks: e.chunks, data, part: (i) => data.subarray(i * chunkSize, Math.min((i + 1) * chunkSize, data.length)) };
+}
+
+test('only bytes that match the signed chunk hash are stored; records survive a restart; a torn journal tail is ignored', async (t) => {
+  const dir = await tmpDir(t);
+  const L = layoutOf(randomBytes(3 * MiB + 100));
+  let store = await BlobStore.open(dir, 100 * MiB);
+  let blob = await store.ensure(L);
+  const bad = Buffer.from(L.part(0));
+  bad[10] ^= 1;
+  await t.throwsAsync(blob.writeChunk(0, bad), { instanceOf: ShoalError, message: /SHA-256 differs/ });
+  await t.throwsAsync(blob.writeChunk(1, L.part(1).subarray(1)), { message: /expected/ });
+  await t.throwsAsync(blob.writeChunk(9, L.part(1)), { message: /out of range/ });
+  t.is(blob.heldCount, 0);
+  t.is(await blob.writeChunk(1, L.part(1)), 'stored');
+  t.is(await blob.writeChunk(3, L.part(3)), 'stored');
+  t.is(await blob.writeChunk(3, L.part(3)), 'already');
+  t.deepEqual([...blob.have], [0, 1, 0, 1]);
+  await store.close();
+  // A crash mid-append leaves a partial record, and garbage must never count.
+  const journal = path.join(dir, 'blobs', `${L.sha256}.journal`);
+  await fs.appendFile(journal, Buffer.from([2, 0]));
+  store = await BlobStore.open(dir, 100 * MiB);
+  blob = store.get(L.sha256)!;
+  t.deepEqual([...blob.have], [0, 1, 0, 1]);
+  t.false(blob.complete);
+  // Held ranges are readable while other chunks are still missing.
+  const chunks: Buffer[] = [];
+  for await (const c of blob.openRead(MiB, 2 * MiB - 1)) chunks.push(c as Buffer);
+  t.true(Buffer.concat(chunks).equals(L.part(1)));
+  t.throws(() => blob.openRead(0, 10), { message: /not held/ });
+  await blob.writeChunk(0, L.part(0));
+  await blob.writeChunk(2, L.part(2));
+  await blob.whenComplete();
+  t.true(blob.complete);
+  await store.close();
+  store = await BlobStore.open(dir, 100 * MiB);
+  t.true(store.get(L.sha256)!.complete, 'completion record restored');
+  await store.close();
+});
+
+test('a blob whose data file is missing or short is discarded on start, never trusted', async (t) => {
+  const dir = await tmpDir(t);
+  const L = layoutOf(randomBytes(2 * MiB));
+  let store = await BlobStore.open(dir, 100 * MiB);
+  await (await store.ensure(L)).writeChunk(0, L.part(0));
+  await store.close();
+  await fs.truncate(path.join(dir, 'blobs', `${L.sha256}.data`), MiB);
+  store = await BlobStore.open(dir, 100 * MiB);
+  t.is(store.get(L.sha256), undefined);
+  t.deepEqual(await fs.readdir(path.join(dir, 'blobs')), []);
+  await store.close();
+});
+
+test('chunks that verify but a whole that does not: blob-mismatch, never complete', async (t) => {
+  const dir = await tmpDir(t);
+  const L = layoutOf(randomBytes(2 * MiB));
+  const store = await BlobStore.open(dir, 100 * MiB);
+  const blob = await store.ensure({ ...L, sha256: 'f'.repeat(64) });
+  blob.startHashing();
+  await blob.writeChunk(0, L.part(0));
+  await blob.writeChunk(1, L.part(1));
+  await t.throwsAsync(blob.whenComplete(), { instanceOf: ShoalError, message: /whole file hashes/ });
+  t.false(blob.complete);
+  await store.close();
+});
+
+test('eviction is LRU under the byte budget and spares pinned and in-use blobs', async (t) => {
+  const dir = await tmpDir(t);
+  const store = await BlobStore.open(dir, 10 * MiB);
+  const [a, b, c, d] = [0, 1, 2, 3].map(() => layoutOf(randomBytes(3 * MiB)));
+  const ba = await store.ensure(a!);
+  await new Promise((r) => setTimeout(r, 5));
+  const bb = await store.ensure(b!);
+  await new Promise((r) => setTimeout(r, 5));
+  await store.ensure(c!);
+  await store.setPinned(a!.sha256, true);
+  const release = store.hold(b!.sha256);
+  // 9 MiB used; 3 more need 2 freed: a is pinned, b is in use, so c (newest) goes.
+  await store.ensure(d!);
+  t.truthy(store.get(a!.sha256));
+  t.truthy(store.get(b!.sha256));
+  t.is(store.get(c!.sha256), undefined);
+  release();
+  t.is(ba.pinned, true);
+  void bb;
+  await t.throwsAsync(store.ensure(layoutOf(randomBytes(11 * MiB))), { instanceOf: ShoalError, message: /larger than the cache budget/ });
+  await store.close();
+});
+
+test('ENOSPC while storing a chunk is a clear no-space error and nothing is recorded', async (t) => {
+  if (process.getuid?.() !== 0) return t.log('skipped: mounting a small tmpfs needs root') as unknown as void;
+  const dir = await tmpDir(t);
+  const mnt = path.join(dir, 'small');
+  await fs.mkdir(mnt);
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', mnt]);
+  } catch (e) {
+    t.log(`skipped: cannot mount tmpfs here (${(e as Error).message.split('\n')[0]})`);
+    t.pass();
+    return;
+  }
+  t.teardown(() => { try { execFileSync('umount', ['-l', mnt]); } catch { /* gone */ } });
+  const L = layoutOf(randomBytes(5 * MiB));
+  const store = await BlobStore.open(mnt, 100 * MiB);
+  const blob = await store.ensure(L);
+  await blob.writeChunk(0, L.part(0));
+  await blob.writeChunk(1, L.part(1));
+  // Fill the filesystem so the next chunk cannot land.
+  const filler = await fs.open(path.join(mnt, 'filler'), 'w');
+  try { for (;;) await filler.write(Buffer.alloc(256 * 1024)); } catch { /* full */ }
+  await filler.close();
+  const e = await t.throwsAsync(async () => { for (let i = 2; i < 5; i++) await blob.writeChunk(i, L.part(i)); }, { instanceOf: ShoalError });
+  t.is(e?.code, 'no-space');
+  t.regex(e!.message, /no space left/);
+  const held = blob.heldCount;
+  await store.close();
+  const again = await BlobStore.open(mnt, 100 * MiB);
+  t.is(again.get(L.sha256)?.heldCount, held, 'the journal records exactly the chunks that were stored');
+  for (let i = 0; i < 5; i++) if (again.get(L.sha256)!.have[i]) t.true(Buffer.compare((await fs.readFile(path.join(mnt, 'blobs', `${L.sha256}.data`))).subarray(i * MiB, (i + 1) * MiB), L.part(i)) === 0);
+  await again.close();
+});
