@@ -1,8 +1,12 @@
 /** `npm run bench -- NAME...`: runs the named benchmarks (all when none is named). */
 import { benchPublish } from './publish.js';
+import { benchMemory, benchSwarm, benchThroughput } from './site-bench.js';
 
 const BENCHES: Record<string, () => Promise<void>> = {
   publish: benchPublish,
+  swarm: benchSwarm,
+  throughput: benchThroughput,
+  memory: benchMemory,
 };
 
 const names = process.argv.slice(2);

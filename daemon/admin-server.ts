@@ -95,6 +95,7 @@ function status(d: AdminDeps) {
     downloads: d.swarm.active().map((x) => x.progress()),
     cache: { usedBytes: d.store.usedBytes(), maxBytes: d.store.maxBytes, blobs: d.store.list().length },
     leases: d.swarm.coordinator.activeLeases(),
+    memory: process.memoryUsage(),
   };
 }
 

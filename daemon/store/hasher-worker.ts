@@ -13,7 +13,7 @@ let hashed = 0;
 let target = 0;
 let finishing = false;
 let running = false;
-const buf = Buffer.allocUnsafe(4 << 20);
+const buf = Buffer.allocUnsafe(1 << 20);
 const fhP = fs.open(file, 'r');
 
 async function pump() {

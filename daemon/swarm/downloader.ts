@@ -140,12 +140,15 @@ export class BlobDownload extends EventEmitter {
     for (let i = 0; i < n; i++) {
       if (this.blob.have[i] || this.inflight.has(i)) continue;
       const hs = holders(i);
-      if (hs.length) fromPeers.push({ i, hs, r: Math.random() });
+      // Random tie-break within a window of 2×concurrency chunks: ties spread over holders
+      // but progress stays near the front, so the whole-blob hasher keeps pace.
+      if (hs.length) fromPeers.push({ i, hs, r: i + Math.random() * 2 * this.ctx.config.chunkConcurrency });
       else unheld.push(i);
     }
-    // Rarest first, random among equals.
+    // Rarest first; among equals, roughly in order (see r above).
     fromPeers.sort((a, b) => a.hs.length - b.hs.length || a.r - b.r);
-    const maxPerPeer = Math.max(2, Math.ceil(this.ctx.config.chunkConcurrency / 2));
+    // Spread by least-loaded holder; a lone holder may take the whole budget (the server bounds its own load).
+    const maxPerPeer = this.ctx.config.chunkConcurrency;
     for (const { i, hs } of fromPeers) {
       if (this.peerInflight() >= this.ctx.config.chunkConcurrency) break;
       const free = hs.filter((p) => (this.perPeer.get(p.id) ?? 0) < maxPerPeer);
@@ -213,8 +216,10 @@ export class BlobDownload extends EventEmitter {
     this.inflight.add(i);
     this.perPeer.set(p.id, (this.perPeer.get(p.id) ?? 0) + 1);
     const { start, end } = this.blob.chunkRange(i);
+    let lease: { buf: Buffer; release(): void } | undefined;
     try {
-      const buf = Buffer.allocUnsafe(end - start);
+      lease = await this.ctx.buffers.acquire(end - start, this.abort.signal);
+      const buf = lease.buf;
       await this.ctx.client.range(p, this.blob.sha256, start, end - 1, buf, this.abort.signal);
       const r = await this.blob.writeChunk(i, buf);
       if (r === 'stored') {
@@ -238,6 +243,7 @@ export class BlobDownload extends EventEmitter {
         this.ctx.table.markDown(p.id, (e as Error).message);
       }
     } finally {
+      lease?.release();
       this.inflight.delete(i);
       this.perPeer.set(p.id, (this.perPeer.get(p.id) ?? 1) - 1);
       this.wake();
@@ -282,11 +288,14 @@ export class BlobDownload extends EventEmitter {
       void this.lease({ renew: [...remaining], done: done.splice(0) });
     }, Math.max(100, Math.floor(this.ctx.config.leaseTtlMs / 3)));
     let ok = false;
+    let releaseBuf: (() => void) | undefined;
     try {
       const first = this.blob.chunkRange(chunks[0]!).start;
       const last = this.blob.chunkRange(chunks[chunks.length - 1]!).end - 1;
       let idx = 0;
-      let buf = Buffer.allocUnsafe(this.blob.chunkLength(chunks[0]!));
+      const lease = await this.ctx.buffers.acquire(this.blob.chunkSize, this.abort.signal);
+      releaseBuf = lease.release;
+      let buf = lease.buf.subarray(0, this.blob.chunkLength(chunks[0]!));
       let filled = 0;
       let lastError: unknown;
       for (const url of this.urls) {
@@ -314,7 +323,7 @@ export class BlobDownload extends EventEmitter {
                 done.push(c);
                 idx++;
                 filled = 0;
-                if (idx < chunks.length) buf = Buffer.allocUnsafe(this.blob.chunkLength(chunks[idx]!));
+                if (idx < chunks.length) buf = lease.buf.subarray(0, this.blob.chunkLength(chunks[idx]!));
               }
             }
           }, this.abort.signal);
@@ -339,6 +348,7 @@ export class BlobDownload extends EventEmitter {
         this.originFailures = 0;
       }
     } finally {
+      releaseBuf?.();
       clearInterval(renew);
       chunks.forEach((c) => this.inflight.delete(c));
       this.originRuns--;

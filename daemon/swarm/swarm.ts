@@ -7,6 +7,7 @@ import type { Logger } from '../log.js';
 import type { OriginClient } from '../origin/origin-client.js';
 import type { BlobStore } from '../store/blob-store.js';
 import type { BlobLayout } from '../store/blob.js';
+import { BufferPool } from './buffer-pool.js';
 import { LeaseCoordinator } from './coordinator.js';
 import { BlobDownload } from './downloader.js';
 import { coordinatorFor } from './hrw.js';
@@ -29,6 +30,8 @@ export interface SwarmContext {
   origin: OriginClient;
   coordinator: LeaseCoordinator;
   stats: SwarmStats;
+  /** Chunk buffers shared by every download of this daemon. */
+  buffers: BufferPool;
   coordinatorFor(blob: string): string | undefined;
 }
 
@@ -37,9 +40,11 @@ export class Swarm {
   private downloads = new Map<string, BlobDownload>();
   readonly ctx: SwarmContext;
 
-  constructor(base: Omit<SwarmContext, 'coordinator' | 'coordinatorFor'>) {
+  constructor(base: Omit<SwarmContext, 'coordinator' | 'coordinatorFor' | 'buffers'>) {
     this.coordinator = new LeaseCoordinator(base.selfId, base.config.leaseTtlMs, (id) => id === base.selfId || !!base.table.get(id)?.healthy);
-    this.ctx = { ...base, coordinator: this.coordinator, coordinatorFor: (blob) => coordinatorFor(blob, base.table.memberIds()) };
+    // Peer fetches plus the chunk each origin run is filling.
+    const buffers = new BufferPool(base.config.chunkConcurrency + base.config.originConcurrency);
+    this.ctx = { ...base, coordinator: this.coordinator, buffers, coordinatorFor: (blob) => coordinatorFor(blob, base.table.memberIds()) };
     base.table.on('leave', (p) => { this.coordinator.memberLeft(); this.coordinator.dropHolder(p.id); });
     base.table.on('ban', (p) => this.coordinator.dropHolder(p.id));
   }

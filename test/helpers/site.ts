@@ -61,7 +61,9 @@ export async function startShoald(o: DaemonOptions): Promise<RunningDaemon> {
     ...o.config,
   };
   await fs.writeFile(configFile, JSON.stringify(config, null, 2));
-  const proc = spawn(process.execPath, ['--enable-source-maps', SHOALD, '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // SHOALD_NODE_ARGS: extra Node flags for the daemons (e.g. --cpu-prof when profiling a benchmark).
+  const nodeArgs = (process.env.SHOALD_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const proc = spawn(process.execPath, [...nodeArgs, '--enable-source-maps', SHOALD, '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: string[] = [];
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
   const ready = await new Promise<{ peerId: string; adminPort: number }>((resolve, reject) => {

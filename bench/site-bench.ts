@@ -1,0 +1,188 @@
+/**
+ * Site benchmarks with real shoald processes on loopback, each with its
+ * baseline run side by side in the same run:
+ * - swarm: N daemons vs N direct downloads from one rate-limited origin;
+ * - throughput: one daemon fetching from one peer vs curl from nginx;
+ * - memory: peak RSS of both daemons as the artifact grows.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { promises as fs, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { TestOrigin } from '../test/helpers/origin.js';
+import { makeRelease, type Release } from '../test/helpers/release.js';
+import { freePorts, startShoald, startSite, waitForPeers, type RunningDaemon } from '../test/helpers/site.js';
+import { fmt, median, MiB, tempDir, timeCommand } from './lib.js';
+
+type Teardown = { teardown(fn: () => unknown): void; run(): Promise<void> };
+
+function teardowns(): Teardown {
+  const fns: Array<() => unknown> = [];
+  return { teardown: (fn) => { fns.push(fn); }, run: async () => { for (const f of fns.reverse()) await f(); } };
+}
+
+/** Peak resident set (VmHWM) of a live process, in MiB. */
+export function peakRssMiB(pid: number | undefined): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+async function fetchOn(daemons: RunningDaemon[], manifestUrl: string): Promise<number> {
+  const t0 = performance.now();
+  const jobs = await Promise.all(daemons.map((d) => d.client.createFetch({ manifestUrl })));
+  await Promise.all(daemons.map((d, i) => d.client.waitFetch(jobs[i]!.id, { intervalMs: 50 })));
+  return performance.now() - t0;
+}
+
+export async function benchSwarm(): Promise<void> {
+  const N = Number(process.env.BENCH_N ?? 5);
+  const SIZE = Number(process.env.BENCH_SWARM_BYTES ?? 256 * MiB);
+  const RATE = Number(process.env.BENCH_ORIGIN_RATE ?? 50 * MiB);
+  const dir = await tempDir('swarm');
+  const td = teardowns();
+  try {
+    const origin = new TestOrigin(path.join(dir, 'origin'), { bytesPerSec: RATE });
+    const url = await origin.start();
+    td.teardown(() => origin.stop());
+    const rel = await makeRelease(path.join(dir, 'origin'), url, { size: SIZE, chunkSize: 4 * MiB });
+    const { daemons } = await startSite(td, dir, N, rel.trusted, { logLevel: 'warn', ...JSON.parse(process.env.BENCH_CONFIG ?? '{}') });
+    await waitForPeers(daemons, N - 1);
+    const ideal = (SIZE / RATE) * 1000;
+    const tStart = performance.now();
+    let originDoneMs = NaN;
+    const watch = setInterval(() => { if (Number.isNaN(originDoneMs) && origin.bytes(rel.rel) >= SIZE) originDoneMs = performance.now() - tStart; }, 20);
+    const ms = await fetchOn(daemons, rel.manifestUrl);
+    clearInterval(watch);
+    const shoalOrigin = origin.bytes(rel.rel);
+    const rss = daemons.map((d) => peakRssMiB(d.proc.pid));
+
+    // Baseline: N plain direct downloads of the same file from the same origin.
+    origin.bytesByPath.clear();
+    const t0 = performance.now();
+    await Promise.all(Array.from({ length: N }, (_, i) => timeCommand('curl', ['-sf', '-o', path.join(dir, `direct${i}`), `${url}/${rel.rel}`])));
+    const directMs = performance.now() - t0;
+    const directOrigin = origin.bytes(rel.rel);
+
+    console.log(`swarm: N=${N}, artifact ${SIZE / MiB} MiB, origin limited to ${RATE / MiB} MiB/s (size/rate = ${fmt(ideal / 1000)} s)`);
+    console.log(`                      origin bytes ÷ size   time until all hold it ÷ (size ÷ rate)`);
+    console.log(`  shoal (${N} daemons)   ${fmt(shoalOrigin / SIZE).padStart(8)}              ${fmt(ms / ideal).padStart(8)}   (${fmt(ms / 1000)} s; targets 1.00 and ≤ 1.30)`);
+    console.log(`  ${N} direct downloads  ${fmt(directOrigin / SIZE).padStart(8)}              ${fmt(directMs / ideal).padStart(8)}   (${fmt(directMs / 1000)} s)`);
+    console.log(`  the origin had sent its last byte after ${fmt(originDoneMs / 1000)} s (${fmt(originDoneMs / ideal)} × size/rate); the rest is the peer tail`);
+    console.log(`  peak RSS per daemon: ${rss.map((r) => fmt(r, 0)).join(', ')} MiB`);
+  } finally {
+    await td.run();
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function startNginx(root: string, port: number, dir: string): Promise<ChildProcess> {
+  const conf = path.join(dir, 'nginx.conf');
+  await fs.writeFile(conf, `daemon off; worker_processes 1; pid ${dir}/nginx.pid; error_log ${dir}/nginx-error.log;
+events { worker_connections 64; }
+http { access_log off; sendfile on; tcp_nopush on; types { } default_type application/octet-stream;
+  client_body_temp_path ${dir}/nginx-tmp; proxy_temp_path ${dir}/nginx-tmp; fastcgi_temp_path ${dir}/nginx-tmp; uwsgi_temp_path ${dir}/nginx-tmp; scgi_temp_path ${dir}/nginx-tmp;
+  server { listen 127.0.0.1:${port}; root ${root}; } }\n`);
+  const p = spawn('nginx', ['-c', conf, '-p', dir], { stdio: 'ignore' });
+  await new Promise((r) => setTimeout(r, 300));
+  if (p.exitCode !== null) throw new Error('nginx failed to start');
+  return p;
+}
+
+async function hasCommand(cmd: string): Promise<boolean> {
+  return timeCommand('sh', ['-c', `command -v ${cmd} >/dev/null`]).then(() => true, () => false);
+}
+
+/** One seeded daemon holding the release, plus a way to time fresh daemons fetching it from that peer only. */
+async function peerTransfer(dir: string, td: Teardown, rel: Release) {
+  const ports = await freePorts(8);
+  const seed = await startShoald({ name: 'seed', dir: path.join(dir, 'seed'), peerPort: ports[0]!, staticPeers: [], trustedKeys: rel.trusted, config: { logLevel: 'warn' } });
+  td.teardown(async () => { await seed.client.close(); await seed.kill('SIGKILL'); });
+  await fetchOn([seed], rel.manifestUrl);
+  let k = 1;
+  return {
+    seed,
+    async fetchFresh(): Promise<{ ms: number; rssReceiver: number }> {
+      const name = `leech${k}`;
+      const d = await startShoald({ name, dir: path.join(dir, name), peerPort: ports[k++]!, staticPeers: [ports[0]!], trustedKeys: rel.trusted, config: { logLevel: 'warn' } });
+      try {
+        await waitForPeers([d], 1);
+        const ms = await fetchOn([d], rel.manifestUrl);
+        const s = await d.client.getFetch((await d.client.createFetch({ manifestUrl: rel.manifestUrl })).id);
+        if (s.bytes.origin !== 0) throw new Error('the receiver used the origin');
+        return { ms, rssReceiver: peakRssMiB(d.proc.pid) };
+      } finally {
+        await d.client.close();
+        await d.kill('SIGKILL');
+        await fs.rm(path.join(dir, name), { recursive: true, force: true });
+      }
+    },
+  };
+}
+
+export async function benchThroughput(): Promise<void> {
+  const SIZE = Number(process.env.BENCH_THROUGHPUT_BYTES ?? 1024 * MiB);
+  const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+  const dir = await tempDir('throughput');
+  const td = teardowns();
+  try {
+    const origin = new TestOrigin(path.join(dir, 'origin'));
+    const url = await origin.start();
+    td.teardown(() => origin.stop());
+    const rel = await makeRelease(path.join(dir, 'origin'), url, { size: SIZE, chunkSize: 4 * MiB });
+    const nginx = await hasCommand('nginx');
+    const [port] = await freePorts(1);
+    let baseUrl = `${url}/${rel.rel}`;
+    let baseName = 'curl from a node static server (nginx missing)';
+    if (nginx) {
+      await fs.mkdir(path.join(dir, 'nginx-tmp'), { recursive: true });
+      // nginx workers drop to an unprivileged user: let them read the files.
+      await fs.chmod(dir, 0o755);
+      await fs.chmod(path.join(dir, 'origin'), 0o755);
+      const p = await startNginx(path.join(dir, 'origin'), port!, dir);
+      td.teardown(() => p.kill('SIGKILL'));
+      baseUrl = `http://127.0.0.1:${port}/${rel.rel}`;
+      baseName = 'curl from nginx';
+    }
+    const transfer = await peerTransfer(dir, td, rel);
+    const base: number[] = [];
+    const shoal: number[] = [];
+    let rssRecv = 0;
+    for (let i = 0; i < RUNS; i++) {
+      const out = path.join(dir, 'curl.out');
+      base.push(await timeCommand('curl', ['-sf', '-o', out, baseUrl]));
+      await fs.rm(out, { force: true });
+      const r = await transfer.fetchFresh();
+      shoal.push(r.ms);
+      rssRecv = Math.max(rssRecv, r.rssReceiver);
+    }
+    const mibs = (ms: number) => SIZE / MiB / (ms / 1000);
+    console.log(`throughput: ${SIZE / MiB} MiB over loopback, ${RUNS} runs each (medians)`);
+    console.log(`  ${baseName.padEnd(44)} ${fmt(median(base), 0).padStart(6)} ms  ${fmt(mibs(median(base)), 0)} MiB/s  (written to disk)`);
+    console.log(`  ${'shoald ← one peer (verify every chunk, fsync, whole hash)'.padEnd(44)} ${fmt(median(shoal), 0).padStart(6)} ms  ${fmt(mibs(median(shoal)), 0)} MiB/s`);
+    console.log(`  ratio shoal/baseline: ${fmt(median(base) / median(shoal))}  (target ≥ 0.80)`);
+    console.log(`  peak RSS: receiver ${fmt(rssRecv, 0)} MiB, serving peer ${fmt(peakRssMiB(transfer.seed.proc.pid), 0)} MiB`);
+  } finally {
+    await td.run();
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+}
+
+export async function benchMemory(): Promise<void> {
+  const sizes = (process.env.BENCH_MEMORY_SIZES ?? `${256 * MiB},${2048 * MiB}`).split(',').map(Number);
+  console.log('memory: peak RSS (VmHWM) of a fresh receiving daemon and of the serving peer, by artifact size');
+  for (const size of sizes) {
+    const dir = await tempDir('memory');
+    const td = teardowns();
+    try {
+      const origin = new TestOrigin(path.join(dir, 'origin'));
+      const url = await origin.start();
+      td.teardown(() => origin.stop());
+      const rel = await makeRelease(path.join(dir, 'origin'), url, { size, chunkSize: 4 * MiB });
+      const transfer = await peerTransfer(dir, td, rel);
+      const r = await transfer.fetchFresh();
+      console.log(`  ${String(size / MiB).padStart(5)} MiB: receiver ${fmt(r.rssReceiver, 0)} MiB, serving peer (also fetched it from the origin) ${fmt(peakRssMiB(transfer.seed.proc.pid), 0)} MiB  (target ≤ 150, flat)`);
+    } finally {
+      await td.run();
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  }
+}
