@@ -45,7 +45,8 @@ export class OriginClient {
     checkUrl(url);
     const release = await this.sem.acquire(signal);
     try {
-      return await this.retrying(url, signal, async () => {
+      // Few attempts: an agent is waiting for an answer, and documents are cheap to ask for again.
+      return await this.retrying(url, signal, 3, async () => {
         const res = await this.dispatcher.request({ ...target(url), method: 'GET', signal, headers: { accept: 'application/json' } });
         this.opts.onResponse?.(res.statusCode);
         if (res.statusCode !== 200) {
@@ -78,7 +79,7 @@ export class OriginClient {
     const release = await this.sem.acquire(signal);
     let pos = start;
     try {
-      await this.retrying(url, signal, async () => {
+      await this.retrying(url, signal, this.opts.maxAttempts ?? 8, async () => {
         const before = pos;
         try {
           await this.oneRangeRequest(url, () => pos, end, async (b) => {
@@ -136,8 +137,7 @@ export class OriginClient {
   }
 
   /** Retries transient failures with exponential backoff; attempts reset whenever bytes arrived. */
-  private async retrying<T>(url: string, signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
-    const max = this.opts.maxAttempts ?? 8;
+  private async retrying<T>(url: string, signal: AbortSignal | undefined, max: number, fn: () => Promise<T>): Promise<T> {
     let attempt = 0;
     for (;;) {
       try {
