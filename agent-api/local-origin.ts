@@ -29,6 +29,9 @@ export interface Faults {
 export class LocalOrigin {
   readonly bytesByPath = new Map<string, number>();
   requests = 0;
+  /** Range responses being sent right now: id → bytes of the range (for "chunks in flight" bounds). */
+  private active = new Map<number, number>();
+  private nextId = 0;
   faults: Faults = {};
   private server: http.Server;
   private bucket: TokenBucket;
@@ -51,6 +54,13 @@ export class LocalOrigin {
   async stop() {
     this.server.closeAllConnections();
     await new Promise((r) => this.server.close(r));
+  }
+
+  /** Total size of the ranges whose responses are in progress at this instant. */
+  inFlightRangeBytes(): number {
+    let n = 0;
+    for (const v of this.active.values()) n += v;
+    return n;
   }
 
   bytes(p?: string): number {
@@ -92,8 +102,10 @@ export class LocalOrigin {
     if (range && f.trickles && f.trickles > 0 && f.trickleBytesPerSec) { f.trickles--; trickle = f.trickleBytesPerSec; }
     const trickleBucket = trickle ? new TokenBucket(trickle, 0.1) : undefined;
     let sent = 0;
+    const id = this.nextId++;
+    this.active.set(id, end - start + 1);
     const stream = createReadStream(file, { start, end: start + limit - 1, highWaterMark: 64 * 1024 });
-    res.on('close', () => stream.destroy());
+    res.on('close', () => { stream.destroy(); this.active.delete(id); });
     for await (const chunk of stream as AsyncIterable<Buffer>) {
       await this.bucket.take(chunk.length);
       if (trickleBucket) await trickleBucket.take(chunk.length);

@@ -8,9 +8,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { TestOrigin } from '../test/helpers/origin.js';
-import { makeRelease, type Release } from '../test/helpers/release.js';
-import { freePorts, startShoald, startSite, waitForPeers, type RunningDaemon } from '../test/helpers/site.js';
+import { originWithRelease, type Release } from '../test/helpers/release.js';
+import { peerAddresses, startShoald, startSite, waitForPeers, type RunningDaemon } from '../test/helpers/site.js';
 import { fmt, median, MiB, tempDir, timeCommand } from './lib.js';
 
 type Teardown = { teardown(fn: () => unknown): void; run(): Promise<void> };
@@ -40,10 +39,7 @@ export async function benchSwarm(): Promise<void> {
   const dir = await tempDir('swarm');
   const td = teardowns();
   try {
-    const origin = new TestOrigin(path.join(dir, 'origin'), { bytesPerSec: RATE });
-    const url = await origin.start();
-    td.teardown(() => origin.stop());
-    const rel = await makeRelease(path.join(dir, 'origin'), url, { size: SIZE, chunkSize: 4 * MiB });
+    const { origin, url, rel } = await originWithRelease(td, dir, { size: SIZE, bytesPerSec: RATE, chunkSize: 4 * MiB });
     const { daemons } = await startSite(td, dir, N, rel.trusted, { logLevel: 'warn', ...JSON.parse(process.env.BENCH_CONFIG ?? '{}') });
     await waitForPeers(daemons, N - 1);
     const ideal = (SIZE / RATE) * 1000;
@@ -74,13 +70,13 @@ export async function benchSwarm(): Promise<void> {
   }
 }
 
-async function startNginx(root: string, port: number, dir: string): Promise<ChildProcess> {
+async function startNginx(root: string, listen: string, dir: string): Promise<ChildProcess> {
   const conf = path.join(dir, 'nginx.conf');
   await fs.writeFile(conf, `daemon off; worker_processes 1; pid ${dir}/nginx.pid; error_log ${dir}/nginx-error.log;
 events { worker_connections 64; }
 http { access_log off; sendfile on; tcp_nopush on; types { } default_type application/octet-stream;
   client_body_temp_path ${dir}/nginx-tmp; proxy_temp_path ${dir}/nginx-tmp; fastcgi_temp_path ${dir}/nginx-tmp; uwsgi_temp_path ${dir}/nginx-tmp; scgi_temp_path ${dir}/nginx-tmp;
-  server { listen 127.0.0.1:${port}; root ${root}; } }\n`);
+  server { listen ${listen}; root ${root}; } }\n`);
   const p = spawn('nginx', ['-c', conf, '-p', dir], { stdio: 'ignore' });
   await new Promise((r) => setTimeout(r, 300));
   if (p.exitCode !== null) throw new Error('nginx failed to start');
@@ -93,8 +89,8 @@ async function hasCommand(cmd: string): Promise<boolean> {
 
 /** One seeded daemon holding the release, plus a way to time fresh daemons fetching it from that peer only. */
 async function peerTransfer(dir: string, td: Teardown, rel: Release) {
-  const ports = await freePorts(8);
-  const seed = await startShoald({ name: 'seed', dir: path.join(dir, 'seed'), peerPort: ports[0]!, staticPeers: [], trustedKeys: rel.trusted, config: { logLevel: 'warn' } });
+  const addrs = await peerAddresses(8);
+  const seed = await startShoald({ name: 'seed', dir: path.join(dir, 'seed'), peer: addrs[0]!, staticPeers: [], trustedKeys: rel.trusted, config: { logLevel: 'warn' } });
   td.teardown(async () => { await seed.client.close(); await seed.kill('SIGKILL'); });
   await fetchOn([seed], rel.manifestUrl);
   let k = 1;
@@ -102,7 +98,7 @@ async function peerTransfer(dir: string, td: Teardown, rel: Release) {
     seed,
     async fetchFresh(): Promise<{ ms: number; rssReceiver: number }> {
       const name = `leech${k}`;
-      const d = await startShoald({ name, dir: path.join(dir, name), peerPort: ports[k++]!, staticPeers: [ports[0]!], trustedKeys: rel.trusted, config: { logLevel: 'warn' } });
+      const d = await startShoald({ name, dir: path.join(dir, name), peer: addrs[k++]!, staticPeers: [addrs[0]!], trustedKeys: rel.trusted, config: { logLevel: 'warn' } });
       try {
         await waitForPeers([d], 1);
         const ms = await fetchOn([d], rel.manifestUrl);
@@ -124,12 +120,9 @@ export async function benchThroughput(): Promise<void> {
   const dir = await tempDir('throughput');
   const td = teardowns();
   try {
-    const origin = new TestOrigin(path.join(dir, 'origin'));
-    const url = await origin.start();
-    td.teardown(() => origin.stop());
-    const rel = await makeRelease(path.join(dir, 'origin'), url, { size: SIZE, chunkSize: 4 * MiB });
+    const { url, rel } = await originWithRelease(td, dir, { size: SIZE, chunkSize: 4 * MiB });
     const nginx = await hasCommand('nginx');
-    const [port] = await freePorts(1);
+    const [nginxAddr] = await peerAddresses(1, 8080);
     let baseUrl = `${url}/${rel.rel}`;
     let baseName = 'curl from a node static server (nginx missing)';
     if (nginx) {
@@ -137,9 +130,9 @@ export async function benchThroughput(): Promise<void> {
       // nginx workers drop to an unprivileged user: let them read the files.
       await fs.chmod(dir, 0o755);
       await fs.chmod(path.join(dir, 'origin'), 0o755);
-      const p = await startNginx(path.join(dir, 'origin'), port!, dir);
+      const p = await startNginx(path.join(dir, 'origin'), nginxAddr!, dir);
       td.teardown(() => p.kill('SIGKILL'));
-      baseUrl = `http://127.0.0.1:${port}/${rel.rel}`;
+      baseUrl = `http://${nginxAddr}/${rel.rel}`;
       baseName = 'curl from nginx';
     }
     const transfer = await peerTransfer(dir, td, rel);
@@ -173,10 +166,7 @@ export async function benchMemory(): Promise<void> {
     const dir = await tempDir('memory');
     const td = teardowns();
     try {
-      const origin = new TestOrigin(path.join(dir, 'origin'));
-      const url = await origin.start();
-      td.teardown(() => origin.stop());
-      const rel = await makeRelease(path.join(dir, 'origin'), url, { size, chunkSize: 4 * MiB });
+      const { rel } = await originWithRelease(td, dir, { size, chunkSize: 4 * MiB });
       const transfer = await peerTransfer(dir, td, rel);
       const r = await transfer.fetchFresh();
       console.log(`  ${String(size / MiB).padStart(5)} MiB: receiver ${fmt(r.rssReceiver, 0)} MiB, serving peer (also fetched it from the origin) ${fmt(peakRssMiB(transfer.seed.proc.pid), 0)} MiB  (target ≤ 150, flat)`);

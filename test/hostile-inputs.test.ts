@@ -1,36 +1,24 @@
 /** Malicious peers, a faulty origin, and bad requests: bad bytes never stored, the daemon keeps serving. */
 import test from 'ava';
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { FakePeer, type Misbehaviour } from './helpers/fake-peer.js';
-import { TestOrigin } from './helpers/origin.js';
-import { makeRelease } from './helpers/release.js';
-import { freePorts, startShoald } from './helpers/site.js';
-import { runShoal, tmpDir } from './helpers/fixtures.js';
+import { makeRelease, originWithRelease } from './helpers/release.js';
+import { peerAddresses, startShoald } from './helpers/site.js';
+import { runShoal, sha256File, tmpDir } from './helpers/fixtures.js';
 
 const MiB = 1 << 20;
-
-async function sha256File(file: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const b of createReadStream(file)) h.update(b as Buffer);
-  return h.digest('hex');
-}
 
 test('malicious peers (corrupt, short, long, 200, wrong Content-Range, stall): all banned, zero bad bytes stored, download completes', async (t) => {
   const dir = await tmpDir(t);
   // A slow origin: the hostile peers, who claim every chunk, all get their turn first.
-  const origin = new TestOrigin(path.join(dir, 'origin'), { bytesPerSec: 4 * MiB });
-  const url = await origin.start();
-  t.teardown(() => origin.stop());
-  const rel = await makeRelease(path.join(dir, 'origin'), url, { size: 12 * MiB });
+  const { rel } = await originWithRelease(t, dir, { size: 12 * MiB, bytesPerSec: 4 * MiB });
   const modes: Misbehaviour[] = ['corrupt', 'short', 'long', 'status200', 'wrong-range', 'stall'];
   const fakes = modes.map((m) => new FakePeer(m, { sha256: rel.sha256, size: rel.size, chunkSize: rel.chunkSize, file: rel.file }));
   const fakePorts = await Promise.all(fakes.map((f) => f.start()));
   t.teardown(() => Promise.all(fakes.map((f) => f.stop())));
-  const [port] = await freePorts(1);
-  const d = await startShoald({ name: 'victim', dir: path.join(dir, 'victim'), peerPort: port!, staticPeers: fakePorts, trustedKeys: rel.trusted, config: { minPeerBytesPerSec: 1 * MiB, chunkConcurrency: 6 } });
+  const [addr] = await peerAddresses(1);
+  const d = await startShoald({ name: 'victim', dir: path.join(dir, 'victim'), peer: addr!, staticPeers: fakePorts.map((p) => `127.0.0.1:${p}`), trustedKeys: rel.trusted, config: { minPeerBytesPerSec: 1 * MiB, chunkConcurrency: 6 } });
   t.teardown(async () => { await d.client.close(); await d.kill('SIGKILL'); });
   for (;;) {
     if ((await d.client.peers()).filter((p) => p.healthy).length === fakes.length) break;
@@ -53,13 +41,10 @@ test('malicious peers (corrupt, short, long, 200, wrong Content-Range, stall): a
 
 test('origin faults (500s, resets, truncated bodies, slow trickle, ignored Range): completes by resuming ranges', async (t) => {
   const dir = await tmpDir(t);
-  const origin = new TestOrigin(path.join(dir, 'origin'));
-  const url = await origin.start();
-  t.teardown(() => origin.stop());
-  const rel = await makeRelease(path.join(dir, 'origin'), url, { size: 16 * MiB });
+  const { origin, url, rel } = await originWithRelease(t, dir, { size: 16 * MiB });
   origin.faults = { fail500: 3, resetAfterBytes: 300_000, resets: 3, truncateAfterBytes: 700_000, truncations: 2, trickleBytesPerSec: 2 * MiB, trickles: 1 };
-  const [p1, p2] = await freePorts(2);
-  const d = await startShoald({ name: 'solo', dir: path.join(dir, 'solo'), peerPort: p1!, staticPeers: [], trustedKeys: rel.trusted, config: { originConcurrency: 1, leaseRunChunks: 16 } });
+  const [a1, a2] = await peerAddresses(2);
+  const d = await startShoald({ name: 'solo', dir: path.join(dir, 'solo'), peer: a1!, staticPeers: [], trustedKeys: rel.trusted, config: { originConcurrency: 1, leaseRunChunks: 16 } });
   t.teardown(async () => { await d.client.close(); await d.kill('SIGKILL'); });
   const r = await d.client.waitFetch((await d.client.createFetch({ manifestUrl: rel.manifestUrl })).id, { intervalMs: 100 });
   t.is(r.state, 'done');
@@ -70,7 +55,7 @@ test('origin faults (500s, resets, truncated bodies, slow trickle, ignored Range
   // An origin that ignores Range (answers 200 with the whole file) still works.
   const rel2 = await makeRelease(path.join(dir, 'origin'), url, { size: 6 * MiB, version: '2.0.0', key: rel.key, sequence: 2 });
   origin.faults = { ignoreRange: true };
-  const d2 = await startShoald({ name: 'solo2', dir: path.join(dir, 'solo2'), peerPort: p2!, staticPeers: [], trustedKeys: rel.trusted, config: { leaseRunChunks: 2 } });
+  const d2 = await startShoald({ name: 'solo2', dir: path.join(dir, 'solo2'), peer: a2!, staticPeers: [], trustedKeys: rel.trusted, config: { leaseRunChunks: 2 } });
   t.teardown(async () => { await d2.client.close(); await d2.kill('SIGKILL'); });
   const r2 = await d2.client.waitFetch((await d2.client.createFetch({ manifestUrl: rel2.manifestUrl })).id, { intervalMs: 100 });
   t.is(r2.state, 'done');
@@ -79,9 +64,9 @@ test('origin faults (500s, resets, truncated bodies, slow trickle, ignored Range
   t.is(await sha256File(out), rel2.sha256);
 });
 
-function raw(port: number, request: string | Buffer): Promise<string> {
+function raw(host: string, port: number, request: string | Buffer): Promise<string> {
   return new Promise((resolve) => {
-    const s = net.connect(port, '127.0.0.1');
+    const s = net.connect(port, host);
     let out = '';
     s.on('data', (d) => { out += d.toString('latin1'); });
     s.on('error', () => resolve(out));
@@ -96,16 +81,13 @@ const statusOf = (resp: string) => Number(/^HTTP\/1\.1 (\d{3})/.exec(resp)?.[1] 
 
 test('bad requests to the peer server get 4xx and the daemon keeps serving', async (t) => {
   const dir = await tmpDir(t);
-  const origin = new TestOrigin(path.join(dir, 'origin'));
-  const url = await origin.start();
-  t.teardown(() => origin.stop());
-  const rel = await makeRelease(path.join(dir, 'origin'), url, { size: 3 * MiB });
-  const [port] = await freePorts(1);
-  const d = await startShoald({ name: 'srv', dir: path.join(dir, 'srv'), peerPort: port!, staticPeers: [], trustedKeys: rel.trusted });
+  const { rel } = await originWithRelease(t, dir, { size: 3 * MiB });
+  const [addr] = await peerAddresses(1);
+  const d = await startShoald({ name: 'srv', dir: path.join(dir, 'srv'), peer: addr!, staticPeers: [], trustedKeys: rel.trusted });
   t.teardown(async () => { await d.client.close(); await d.kill('SIGKILL'); });
   await d.client.waitFetch((await d.client.createFetch({ manifestUrl: rel.manifestUrl })).id);
   const b = `/v1/blobs/${rel.sha256}`;
-  const get = (p: string, headers = '') => raw(port!, `GET ${p} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n${headers}\r\n`);
+  const get = (p: string, headers = '') => raw(d.peerHost, d.peerPort, `GET ${p} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n${headers}\r\n`);
   const cases: Array<[string, Promise<string>, number]> = [
     ['good range', get(b, 'range: bytes=0-99\r\n'), 206],
     ['malformed range', get(b, 'range: bytes=abc\r\n'), 400],
@@ -121,10 +103,10 @@ test('bad requests to the peer server get 4xx and the daemon keeps serving', asy
     ['bad manifest id', get('/v1/manifests/..%2f..'), 400],
     ['unknown path', get('/admin'), 404],
     ['huge headers', get('/v1/info', `x-big: ${'a'.repeat(40_000)}\r\n`), 431],
-    ['garbage', raw(port!, 'NOT HTTP AT ALL\r\n\r\n'), 400],
-    ['lease garbage', raw(port!, 'POST /v1/leases HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 5\r\nconnection: close\r\n\r\n{"a":'), 400],
-    ['lease bad shape', raw(port!, `POST /v1/leases HTTP/1.1\r\nhost: x\r\ncontent-length: 40\r\nconnection: close\r\n\r\n${JSON.stringify({ blob: 'x', peer: 1, chunks: -1 }).padEnd(40)}`), 400],
-    ['lease too large', raw(port!, 'POST /v1/leases HTTP/1.1\r\nhost: x\r\ncontent-length: 999999999\r\nconnection: close\r\n\r\n'), 413],
+    ['garbage', raw(d.peerHost, d.peerPort, 'NOT HTTP AT ALL\r\n\r\n'), 400],
+    ['lease garbage', raw(d.peerHost, d.peerPort, 'POST /v1/leases HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 5\r\nconnection: close\r\n\r\n{"a":'), 400],
+    ['lease bad shape', raw(d.peerHost, d.peerPort, `POST /v1/leases HTTP/1.1\r\nhost: x\r\ncontent-length: 40\r\nconnection: close\r\n\r\n${JSON.stringify({ blob: 'x', peer: 1, chunks: -1 }).padEnd(40)}`), 400],
+    ['lease too large', raw(d.peerHost, d.peerPort, 'POST /v1/leases HTTP/1.1\r\nhost: x\r\ncontent-length: 999999999\r\nconnection: close\r\n\r\n'), 413],
   ];
   for (const [name, resp, want] of cases) t.is(statusOf(await resp), want, name);
   const ok = await get('/v1/info');

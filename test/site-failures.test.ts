@@ -5,14 +5,14 @@
 import test from 'ava';
 import path from 'node:path';
 import { coordinatorFor } from '../daemon/swarm/hrw.js';
-import { TestOrigin } from './helpers/origin.js';
-import { makeRelease } from './helpers/release.js';
-import { startShoald, startSite, waitForPeers, freePorts, type RunningDaemon } from './helpers/site.js';
+import { originWithRelease } from './helpers/release.js';
+import { peerAddresses, startShoald, startSite, waitForPeers, type RunningDaemon } from './helpers/site.js';
 import { tmpDir } from './helpers/fixtures.js';
 
 const MiB = 1 << 20;
 // Small lease runs keep "chunks in flight at the kill" small and countable.
 const TUNING = { leaseRunChunks: 2, originConcurrency: 2, leaseTtlMs: 2000 };
+/** The most one daemon can have leased and in flight from the origin. */
 const IN_FLIGHT_BOUND = TUNING.leaseRunChunks * TUNING.originConcurrency;
 
 async function waitUntil(cond: () => Promise<boolean> | boolean, timeoutMs = 20_000) {
@@ -25,10 +25,7 @@ async function waitUntil(cond: () => Promise<boolean> | boolean, timeoutMs = 20_
 
 async function killMidTransfer(t: import('ava').ExecutionContext, pickVictim: (daemons: RunningDaemon[], blob: string) => Promise<RunningDaemon>) {
   const dir = await tmpDir(t);
-  const origin = new TestOrigin(path.join(dir, 'origin'), { bytesPerSec: 16 * MiB });
-  const url = await origin.start();
-  t.teardown(() => origin.stop());
-  const rel = await makeRelease(path.join(dir, 'origin'), url, { size: 48 * MiB });
+  const { origin, rel } = await originWithRelease(t, dir, { size: 48 * MiB, bytesPerSec: 16 * MiB });
   const { daemons } = await startSite(t, dir, 4, rel.trusted, TUNING);
   await waitForPeers(daemons, 3);
   const jobs = await Promise.all(daemons.map((d) => d.client.createFetch({ manifestUrl: rel.manifestUrl })));
@@ -36,12 +33,14 @@ async function killMidTransfer(t: import('ava').ExecutionContext, pickVictim: (d
   await waitUntil(() => origin.bytes(rel.rel) >= rel.size / 4);
   const victim = await pickVictim(daemons, rel.sha256);
   await victim.kill('SIGKILL');
+  const inFlight = origin.inFlightRangeBytes();
   const survivors = daemons.filter((d) => d !== victim);
   const results = await Promise.all(survivors.map((d) => d.client.waitFetch(jobs[daemons.indexOf(d)]!.id, { intervalMs: 100 })));
   for (const r of results) t.is(r.state, 'done');
   const extra = origin.bytes(rel.rel) - rel.size;
-  t.log(`origin bytes: ${origin.bytes(rel.rel)} = size + ${(extra / MiB).toFixed(2)} MiB (bound: ${IN_FLIGHT_BOUND} in-flight chunks + 1 held only by the victim)`);
-  t.true(extra <= (IN_FLIGHT_BOUND + 1) * rel.chunkSize, `extra origin bytes ${extra}`);
+  // The issue's bound: what was in flight from the origin at the kill, plus a chunk only the victim held.
+  t.log(`origin bytes: size + ${(extra / MiB).toFixed(2)} MiB; in flight at the kill: ${(inFlight / MiB).toFixed(2)} MiB`);
+  t.true(extra <= inFlight + rel.chunkSize, `extra origin bytes ${extra}, in flight at the kill ${inFlight}`);
   return victim;
 }
 
@@ -71,18 +70,16 @@ test('kill -9 a leaseholder mid-transfer: its leases are granted again and every
 
 test('a daemon restarted mid-download resumes from disk and does not fetch verified chunks again', async (t) => {
   const dir = await tmpDir(t);
-  const origin = new TestOrigin(path.join(dir, 'origin'), { bytesPerSec: 16 * MiB });
-  const url = await origin.start();
-  t.teardown(() => origin.stop());
-  const rel = await makeRelease(path.join(dir, 'origin'), url, { size: 32 * MiB });
-  const [port] = await freePorts(1);
-  const opts = { name: 'solo', dir: path.join(dir, 'solo'), peerPort: port!, staticPeers: [], trustedKeys: rel.trusted, config: TUNING };
+  const { origin, rel } = await originWithRelease(t, dir, { size: 32 * MiB, bytesPerSec: 16 * MiB });
+  const [addr] = await peerAddresses(1);
+  const opts = { name: 'solo', dir: path.join(dir, 'solo'), peer: addr!, staticPeers: [], trustedKeys: rel.trusted, config: TUNING };
   const first = await startShoald(opts);
   const job = await first.client.createFetch({ manifestUrl: rel.manifestUrl });
   await waitUntil(() => origin.bytes(rel.rel) >= rel.size / 2);
   const heldBefore = (await first.client.getFetch(job.id)).held;
   await first.client.close();
   await first.kill('SIGKILL');
+  const inFlight = origin.inFlightRangeBytes();
   const servedBeforeRestart = origin.bytes(rel.rel);
 
   const second = await startShoald(opts);
@@ -93,7 +90,7 @@ test('a daemon restarted mid-download resumes from disk and does not fetch verif
   t.true(heldBefore > 0);
   const refetched = origin.bytes(rel.rel) - rel.size;
   t.log(`held ${heldBefore} bytes at the kill; origin served ${servedBeforeRestart} before, ${origin.bytes(rel.rel)} in all (size + ${refetched})`);
-  // Only chunks that were in flight (not yet durable+recorded) at the kill may come again.
-  t.true(refetched <= IN_FLIGHT_BOUND * rel.chunkSize);
-  t.true(r.bytes.origin <= rel.size - heldBefore + IN_FLIGHT_BOUND * rel.chunkSize, 'recorded chunks were not fetched again');
+  // Only what was in flight at the kill, or written but not yet journaled (one group commit), may come again.
+  t.true(refetched <= Math.max(inFlight, IN_FLIGHT_BOUND * rel.chunkSize) + rel.chunkSize, `refetched ${refetched}, in flight ${inFlight}`);
+  t.true(r.bytes.origin <= rel.size - heldBefore + inFlight + rel.chunkSize, 'recorded chunks were not fetched again');
 });

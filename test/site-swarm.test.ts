@@ -3,21 +3,12 @@
  * HTTP and real disk: the origin is pulled once per site.
  */
 import test from 'ava';
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import path from 'node:path';
-import { TestOrigin } from './helpers/origin.js';
-import { makeRelease } from './helpers/release.js';
+import { originWithRelease } from './helpers/release.js';
 import { startShoald, startSite, waitForPeers, type RunningDaemon } from './helpers/site.js';
-import { runShoal, tmpDir } from './helpers/fixtures.js';
+import { runShoal, sha256File, tmpDir } from './helpers/fixtures.js';
 
 const MiB = 1 << 20;
-
-async function sha256File(file: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const b of createReadStream(file)) h.update(b as Buffer);
-  return h.digest('hex');
-}
 
 async function fetchAll(daemons: RunningDaemon[], manifestUrl: string) {
   const jobs = await Promise.all(daemons.map((d) => d.client.createFetch({ manifestUrl })));
@@ -26,11 +17,8 @@ async function fetchAll(daemons: RunningDaemon[], manifestUrl: string) {
 
 test('5 daemons fetch 64 MiB at once: every copy verifies and the origin serves exactly one copy; a 6th later pulls nothing from the origin', async (t) => {
   const dir = await tmpDir(t);
-  const origin = new TestOrigin(path.join(dir, 'origin'), { bytesPerSec: 64 * MiB });
-  const url = await origin.start();
-  t.teardown(() => origin.stop());
-  const rel = await makeRelease(path.join(dir, 'origin'), url, { size: 64 * MiB });
-  const { daemons, ports } = await startSite(t, dir, 5, rel.trusted, {}, 1);
+  const { origin, rel } = await originWithRelease(t, dir, { size: 64 * MiB, bytesPerSec: 64 * MiB });
+  const { daemons, addresses } = await startSite(t, dir, 5, rel.trusted, {}, 1);
   await waitForPeers(daemons, 4);
 
   const results = await fetchAll(daemons, rel.manifestUrl);
@@ -50,7 +38,7 @@ test('5 daemons fetch 64 MiB at once: every copy verifies and the origin serves 
   }
 
   // A 6th daemon joining later gets everything from peers.
-  const late = await startShoald({ name: 'd5', dir: path.join(dir, 'd5'), peerPort: ports[5]!, staticPeers: ports, trustedKeys: rel.trusted, config: { leaseTtlMs: 3000 } });
+  const late = await startShoald({ name: 'd5', dir: path.join(dir, 'd5'), peer: addresses[5]!, staticPeers: addresses, trustedKeys: rel.trusted, config: { leaseTtlMs: 3000 } });
   t.teardown(async () => { await late.client.close(); await late.kill('SIGKILL'); });
   await waitForPeers([late], 5);
   const before = origin.bytes(rel.rel);

@@ -20,11 +20,21 @@ export class LeaseCoordinator {
   granted = 0;
   expired = 0;
 
-  constructor(private selfId: string, private ttlMs: number, private isLive: (peerId: string) => boolean) {}
+  constructor(
+    private selfId: string,
+    private ttlMs: number,
+    private isLive: (peerId: string) => boolean,
+    /** Whether we rank first for the blob in our own view of the members. */
+    private ranksFirst: (blob: string) => boolean = () => true,
+  ) {}
 
-  /** A member left: its coordinated blobs may move to us, so hear renewals before granting. */
+  /**
+   * A member left: its coordinated blobs may move to us, so hear renewals before
+   * granting. One TTL covers a holder's renewal interval (TTL/3) even if its first
+   * renewal still went to the dead coordinator.
+   */
   memberLeft() {
-    this.graceUntil = Date.now() + Math.ceil(this.ttlMs / 2);
+    this.graceUntil = Date.now() + this.ttlMs;
   }
 
   /** Forget a peer's leases at once (it left or was banned). */
@@ -49,6 +59,10 @@ export class LeaseCoordinator {
       }
     }
     const held: Record<string, string> = {};
+    // New to this blob and either a member just left, or someone asks us although by our own
+    // view another member ranks first: the requester saw that coordinator die before we did.
+    // Either way we are taking over, so hear the leaseholders' renewals before granting.
+    if (!known && !this.ranksFirst(req.blob) && now >= this.graceUntil) this.graceUntil = now + this.ttlMs;
     const inGrace = !known && now < this.graceUntil;
     const max = Math.max(0, Math.min(req.max ?? 8, 64));
     let grants = 0;

@@ -171,6 +171,14 @@ export class BlobDownload extends EventEmitter {
     return n;
   }
 
+  private stored(i: number, bytes: number, from: 'origin' | 'peer') {
+    this.bytes[from] += bytes;
+    this.source[i] = from === 'origin' ? SOURCE.origin : SOURCE.peer;
+    if (from === 'origin') this.ctx.stats.originBytes(bytes);
+    else this.ctx.stats.peerBytes(bytes);
+    this.lastProgress = Date.now();
+  }
+
   // ---- have-maps ----
 
   private startPoller(p: Peer) {
@@ -221,13 +229,7 @@ export class BlobDownload extends EventEmitter {
       lease = await this.ctx.buffers.acquire(end - start, this.abort.signal);
       const buf = lease.buf;
       await this.ctx.client.range(p, this.blob.sha256, start, end - 1, buf, this.abort.signal);
-      const r = await this.blob.writeChunk(i, buf);
-      if (r === 'stored') {
-        this.bytes.peer += buf.length;
-        this.source[i] = SOURCE.peer;
-        this.ctx.stats.peerBytes(buf.length);
-        this.lastProgress = Date.now();
-      }
+      if ((await this.blob.writeChunk(i, buf)) === 'stored') this.stored(i, buf.length, 'peer');
     } catch (e) {
       if (this.abort.signal.aborted) return;
       const bits = this.peerHave.get(p.id);
@@ -284,13 +286,18 @@ export class BlobDownload extends EventEmitter {
     chunks.forEach((c) => this.inflight.add(c));
     const remaining = new Set(chunks);
     const done: number[] = [];
-    const renew = setInterval(() => {
-      void this.lease({ renew: [...remaining], done: done.splice(0) });
-    }, Math.max(100, Math.floor(this.ctx.config.leaseTtlMs / 3)));
+    const renewOnce = async () => {
+      const sent = done.splice(0);
+      if (!(await this.lease({ renew: [...remaining], done: sent }))) {
+        done.push(...sent);
+        // The coordinator just failed: tell its successor at once, before it grants our chunks away.
+        if (!this.abort.signal.aborted) setTimeout(() => void renewOnce(), 100).unref();
+      }
+    };
+    const renew = setInterval(() => void renewOnce(), Math.max(100, Math.floor(this.ctx.config.leaseTtlMs / 3)));
     let ok = false;
     let releaseBuf: (() => void) | undefined;
     try {
-      const first = this.blob.chunkRange(chunks[0]!).start;
       const last = this.blob.chunkRange(chunks[chunks.length - 1]!).end - 1;
       let idx = 0;
       const lease = await this.ctx.buffers.acquire(this.blob.chunkSize, this.abort.signal);
@@ -312,12 +319,7 @@ export class BlobDownload extends EventEmitter {
               off += take;
               if (filled === buf.length) {
                 const c = chunks[idx]!;
-                const r = await this.blob.writeChunk(c, buf);
-                if (r === 'stored') {
-                  this.bytes.origin += buf.length;
-                  this.source[c] = SOURCE.origin;
-                  this.ctx.stats.originBytes(buf.length);
-                }
+                if ((await this.blob.writeChunk(c, buf)) === 'stored') this.stored(c, buf.length, 'origin');
                 this.lastProgress = Date.now();
                 remaining.delete(c);
                 done.push(c);

@@ -41,7 +41,11 @@ export class Swarm {
   readonly ctx: SwarmContext;
 
   constructor(base: Omit<SwarmContext, 'coordinator' | 'coordinatorFor' | 'buffers'>) {
-    this.coordinator = new LeaseCoordinator(base.selfId, base.config.leaseTtlMs, (id) => id === base.selfId || !!base.table.get(id)?.healthy);
+    this.coordinator = new LeaseCoordinator(
+      base.selfId, base.config.leaseTtlMs,
+      (id) => id === base.selfId || !!base.table.get(id)?.healthy,
+      (blob) => coordinatorFor(blob, base.table.memberIds()) === base.selfId,
+    );
     // Peer fetches plus the chunk each origin run is filling.
     const buffers = new BufferPool(base.config.chunkConcurrency + base.config.originConcurrency);
     this.ctx = { ...base, coordinator: this.coordinator, buffers, coordinatorFor: (blob) => coordinatorFor(blob, base.table.memberIds()) };

@@ -1,6 +1,7 @@
 /** Shared test fixtures: keys, signed documents, temp dirs, running the real CLI. */
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -72,4 +73,10 @@ export function runShoal(args: string[], opts: { cwd?: string; env?: NodeJS.Proc
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+export async function sha256File(file: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const b of createReadStream(file)) h.update(b as Buffer);
+  return h.digest('hex');
 }

@@ -5,6 +5,7 @@ import { makeFile } from '../../bench/lib.js';
 import { generateSigningKey, type SigningKey } from '../../manifests/keys.js';
 import { publish } from '../../manifests/publish.js';
 import { serializeEnvelope } from '../../manifests/sign.js';
+import { LocalOrigin } from '../../agent-api/local-origin.js';
 
 export interface Release {
   key: SigningKey;
@@ -34,4 +35,13 @@ export async function makeRelease(originRoot: string, originUrl: string, o: { si
     key, trusted: [key.publicKey.text], file, rel, manifestUrl: `${originUrl}/${name}-${version}.json`, manifestPath,
     size: o.size, sha256: res.envelope.signed.files[0]!.sha256, chunkSize,
   };
+}
+
+/** A local origin serving a fresh signed release, stopped at teardown. */
+export async function originWithRelease(t: { teardown(fn: () => unknown): void }, dir: string, o: { size: number; bytesPerSec?: number; chunkSize?: number }) {
+  const origin = new LocalOrigin(path.join(dir, 'origin'), { bytesPerSec: o.bytesPerSec });
+  const url = await origin.start();
+  t.teardown(() => origin.stop());
+  const rel = await makeRelease(path.join(dir, 'origin'), url, { size: o.size, ...(o.chunkSize ? { chunkSize: o.chunkSize } : {}) });
+  return { origin, url, rel };
 }

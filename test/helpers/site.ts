@@ -12,19 +12,32 @@ import { ROOT } from './fixtures.js';
 
 export const SHOALD = path.join(ROOT, 'dist/daemon/shoald.js');
 
-export async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(Array.from({ length: n }, () => new Promise<net.Server>((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => resolve(s));
-  })));
-  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  return ports;
+/**
+ * Addresses for daemons' peer listeners: each its own random loopback address
+ * (the whole of 127.0.0.0/8 is local) on port 7400. Ports picked free and then
+ * closed can be taken by an outgoing connection before the daemon binds them;
+ * an address of our own cannot.
+ */
+export async function peerAddresses(n: number, port = 7400): Promise<string[]> {
+  const out: string[] = [];
+  while (out.length < n) {
+    const host = `127.${1 + Math.floor(Math.random() * 254)}.${Math.floor(Math.random() * 256)}.${1 + Math.floor(Math.random() * 254)}`;
+    const free = await new Promise<boolean>((resolve) => {
+      const s = net.createServer();
+      s.once('error', () => resolve(false));
+      s.listen(port, host, () => s.close(() => resolve(true)));
+    });
+    if (free && !out.includes(`${host}:${port}`)) out.push(`${host}:${port}`);
+  }
+  return out;
 }
 
 export interface RunningDaemon {
   name: string;
   dir: string;
+  /** "host:port" of the peer listener. */
+  peer: string;
+  peerHost: string;
   peerPort: number;
   adminPort: number;
   peerId: string;
@@ -39,8 +52,10 @@ export interface RunningDaemon {
 export interface DaemonOptions {
   name: string;
   dir: string;
-  peerPort: number;
-  staticPeers: number[];
+  /** "host:port" for the peer listener (see peerAddresses). */
+  peer: string;
+  /** "host:port" of other daemons; our own address is skipped. */
+  staticPeers: string[];
   trustedKeys: string[];
   config?: Record<string, unknown>;
 }
@@ -49,11 +64,11 @@ export async function startShoald(o: DaemonOptions): Promise<RunningDaemon> {
   await fs.mkdir(o.dir, { recursive: true });
   const configFile = path.join(o.dir, 'config.json');
   const config = {
-    peerListen: `127.0.0.1:${o.peerPort}`,
+    peerListen: o.peer,
     adminListen: '127.0.0.1:0',
     cacheDir: path.join(o.dir, 'cache'),
     trustedKeys: o.trustedKeys,
-    staticPeers: o.staticPeers.filter((p) => p !== o.peerPort).map((p) => `127.0.0.1:${p}`),
+    staticPeers: o.staticPeers.filter((p) => p !== o.peer),
     leaseTtlMs: 3000,
     requestTimeoutMs: 10_000,
     banMs: 60_000,
@@ -68,7 +83,7 @@ export async function startShoald(o: DaemonOptions): Promise<RunningDaemon> {
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
   const ready = await new Promise<{ peerId: string; adminPort: number }>((resolve, reject) => {
     let buf = '';
-    const timer = setTimeout(() => reject(new Error(`${o.name} did not start: ${logs.join('\n')}`)), 15_000);
+    const timer = setTimeout(() => { proc.kill('SIGKILL'); reject(new Error(`${o.name} did not start: ${logs.join('\n')}`)); }, 15_000);
     proc.stdout!.on('data', (d: Buffer) => {
       buf += d.toString();
       let nl: number;
@@ -87,8 +102,9 @@ export async function startShoald(o: DaemonOptions): Promise<RunningDaemon> {
     void exited.then((code) => { clearTimeout(timer); reject(new Error(`${o.name} exited ${code}: ${logs.join('\n')}`)); });
   });
   const api = `http://127.0.0.1:${ready.adminPort}`;
+  const [peerHost, peerPort] = [o.peer.slice(0, o.peer.lastIndexOf(':')), Number(o.peer.slice(o.peer.lastIndexOf(':') + 1))];
   return {
-    name: o.name, dir: o.dir, peerPort: o.peerPort, adminPort: ready.adminPort, peerId: ready.peerId, api,
+    name: o.name, dir: o.dir, peer: o.peer, peerHost, peerPort, adminPort: ready.adminPort, peerId: ready.peerId, api,
     client: new AgentClient({ api }), proc, logs, exited,
     async kill(signal: NodeJS.Signals = 'SIGTERM') {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
@@ -97,16 +113,18 @@ export async function startShoald(o: DaemonOptions): Promise<RunningDaemon> {
   };
 }
 
-/** Starts n daemons that all list each other as static peers; stops them at teardown. */
-export async function startSite(t: { teardown(fn: () => unknown): void }, root: string, n: number, trustedKeys: string[], config: Record<string, unknown> = {}, extraPorts = 0) {
-  const ports = await freePorts(n + extraPorts);
-  const daemons = await Promise.all(Array.from({ length: n }, (_, i) => startShoald({
-    name: `d${i}`, dir: path.join(root, `d${i}`), peerPort: ports[i]!, staticPeers: ports, trustedKeys, config,
-  })));
+/** Starts n daemons that all list each other as static peers; stops them at teardown (also when one fails to start). */
+export async function startSite(t: { teardown(fn: () => unknown): void }, root: string, n: number, trustedKeys: string[], config: Record<string, unknown> = {}, extraAddresses = 0) {
+  const addresses = await peerAddresses(n + extraAddresses);
+  const daemons: RunningDaemon[] = [];
   t.teardown(async () => {
     await Promise.all(daemons.map(async (d) => { await d.client.close(); await d.kill('SIGKILL'); }));
   });
-  return { daemons, ports };
+  await Promise.all(Array.from({ length: n }, async (_, i) => {
+    daemons.push(await startShoald({ name: `d${i}`, dir: path.join(root, `d${i}`), peer: addresses[i]!, staticPeers: addresses, trustedKeys, config }));
+  }));
+  daemons.sort((a, b) => Number(a.name.slice(1)) - Number(b.name.slice(1)));
+  return { daemons, addresses };
 }
 
 /** Waits until every daemon sees `want` healthy peers. */
