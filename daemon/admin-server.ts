@@ -3,12 +3,14 @@
  * agent API under /api/v1, health and readiness. Every error is JSON
  * `{error: {code, message}}` with a stable code.
  */
+import { promises as fs } from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { ShoalError } from '../manifests/errors.js';
 import type { FetchManager } from './fetches.js';
 import { parseRange, readJsonBody, sendError, sendJson } from './http-util.js';
 import type { Logger } from './log.js';
+import type { Metrics } from './metrics.js';
 import type { BlobStore } from './store/blob-store.js';
 import type { PeerTable } from './swarm/peer-table.js';
 import type { Swarm } from './swarm/swarm.js';
@@ -21,9 +23,21 @@ export interface AdminDeps {
   swarm: Swarm;
   store: BlobStore;
   log: Logger;
+  metrics: Metrics;
   ready(): boolean;
   peerPort(): number;
 }
+
+/** The dashboard's files: a fixed list, nothing else under it is served. */
+const DASHBOARD_DIR = new URL('../../dashboard/', import.meta.url);
+const DASHBOARD_FILES: Record<string, [string, string]> = {
+  '/': ['index.html', 'text/html; charset=utf-8'],
+  '/index.html': ['index.html', 'text/html; charset=utf-8'],
+  '/app.js': ['app.js', 'text/javascript; charset=utf-8'],
+  '/style.css': ['style.css', 'text/css; charset=utf-8'],
+};
+const MAX_EVENT_CLIENTS = 32;
+let eventClients = 0;
 
 export function createAdminServer(d: AdminDeps): http.Server {
   const server = http.createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 0, headersTimeout: 10_000 }, (req, res) => {
@@ -41,6 +55,18 @@ async function route(d: AdminDeps, req: IncomingMessage, res: ServerResponse) {
   const p = url.pathname;
   const m = req.method ?? 'GET';
   if (m === 'GET' && p === '/healthz') return sendJson(res, 200, { ok: true });
+  if (m === 'GET' && p === '/metrics') {
+    const text = await d.metrics.text();
+    res.writeHead(200, { 'content-type': d.metrics.contentType, 'cache-control': 'no-store' });
+    return void res.end(text);
+  }
+  if (m === 'GET' && p === '/favicon.ico') return void res.writeHead(204).end();
+  if (m === 'GET' && DASHBOARD_FILES[p]) {
+    const [file, type] = DASHBOARD_FILES[p]!;
+    const body = await fs.readFile(new URL(file, DASHBOARD_DIR));
+    res.writeHead(200, { 'content-type': type, 'content-length': body.length, 'cache-control': 'no-cache', 'content-security-policy': "default-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'", 'x-content-type-options': 'nosniff' });
+    return void res.end(body);
+  }
   if (m === 'GET' && p === '/readyz') return sendJson(res, d.ready() ? 200 : 503, { ready: d.ready() });
   if (!p.startsWith('/api/v1/')) throw new ShoalError('not-found', `no route for ${m} ${p}`);
   const parts = p.slice('/api/v1/'.length).split('/').map(decodeSegment);
@@ -56,6 +82,7 @@ async function route(d: AdminDeps, req: IncomingMessage, res: ServerResponse) {
   }
   if (m === 'GET' && what === 'peers' && !id) return sendJson(res, 200, { peers: peers(d) });
   if (m === 'GET' && what === 'status' && !id) return sendJson(res, 200, status(d));
+  if (m === 'GET' && what === 'events' && !id) return events(d, req, res);
   if ((m === 'GET' || m === 'HEAD') && what === 'artifacts' && id && rest[0] && rest[1] === 'files' && rest.length > 2) {
     return artifactFile(d, id, rest[0], rest.slice(2).join('/'), req, res);
   }
@@ -97,6 +124,41 @@ function status(d: AdminDeps) {
     leases: d.swarm.coordinator.activeLeases(),
     memory: process.memoryUsage(),
   };
+}
+
+/** What the dashboard shows: this daemon, its peers, its downloads with chunk maps, totals. */
+export async function snapshot(d: AdminDeps) {
+  const value = async (name: string, labels: Record<string, string> = {}) => {
+    const m = await d.metrics.registry.getSingleMetric(name)?.get();
+    return m?.values.filter((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l)).reduce((n, v) => n + v.value, 0) ?? 0;
+  };
+  return {
+    time: Date.now(),
+    ...status(d),
+    peers: d.table.all().map((p) => ({ id: p.id, address: p.address, healthy: p.healthy, banned: d.table.isBanned(p), bytesFrom: p.bytesFrom })),
+    downloads: d.swarm.active().map((x) => ({ ...x.progress(), map: x.chunkMap() })),
+    fetches: d.fetches.list().filter((j) => !j.finishedAt || Date.now() - j.finishedAt.getTime() < 60_000).map((j) => {
+      const st = j.status();
+      return { id: st.id, name: st.name, version: st.version, state: st.state, size: st.size, held: st.held, bytes: st.bytes };
+    }),
+    totals: { origin: await value('shoal_download_bytes_total', { source: 'origin' }), peer: await value('shoal_download_bytes_total', { source: 'peer' }), upload: await value('shoal_upload_bytes_total') },
+  };
+}
+
+/** Server-sent events: a snapshot at once and then every second, until the client goes. */
+async function events(d: AdminDeps, req: IncomingMessage, res: ServerResponse) {
+  if (eventClients >= MAX_EVENT_CLIENTS) throw new ShoalError('unavailable', 'too many event streams open');
+  eventClients++;
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
+  let open = true;
+  const send = async () => {
+    if (!open) return;
+    const snap = await snapshot(d);
+    if (open) res.write(`event: status\ndata: ${JSON.stringify(snap)}\n\n`);
+  };
+  const timer = setInterval(() => void send().catch(() => {}), 1000);
+  req.once('close', () => { open = false; clearInterval(timer); eventClients--; });
+  await send();
 }
 
 async function artifactFile(d: AdminDeps, name: string, version: string, filePath: string, req: IncomingMessage, res: ServerResponse) {

@@ -9,6 +9,7 @@ import type { Config } from './config.js';
 import { FetchManager } from './fetches.js';
 import { TokenBucket } from './limits.js';
 import { createLogger, type Logger } from './log.js';
+import { Metrics, codeLabel, sizeClass } from './metrics.js';
 import { OriginClient } from './origin/origin-client.js';
 import { createPeerServer, listen } from './peer-server/peer-server.js';
 import { DaemonState } from './state.js';
@@ -18,19 +19,12 @@ import { PeerTable } from './swarm/peer-table.js';
 import { Swarm } from './swarm/swarm.js';
 import { BufferPool } from './swarm/buffer-pool.js';
 
-export interface Counters {
-  originBytes: number;
-  peerBytes: number;
-  uploadBytes: number;
-  verifyFailures: { origin: number; peer: number };
-}
-
 export interface Daemon {
   peerId: string;
   peerPort: number;
   adminPort: number;
   config: Config;
-  counters: Counters;
+  metrics: Metrics;
   swarm: Swarm;
   fetches: FetchManager;
   table: PeerTable;
@@ -44,24 +38,57 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
   });
   const trustedKeys = await Promise.all(config.trustedKeys.map(loadPublicKey));
   const state = await DaemonState.open(config.cacheDir);
-  const counters: Counters = { originBytes: 0, peerBytes: 0, uploadBytes: 0, verifyFailures: { origin: 0, peer: 0 } };
-  const store = await BlobStore.open(config.cacheDir, config.cacheMaxBytes, {
+  let table: PeerTable | undefined;
+  let store: BlobStore | undefined;
+  const metrics = new Metrics({
+    peers: () => ({ healthy: table?.usable().length ?? 0, banned: table?.all().filter((p) => p.healthy && table!.isBanned(p)).length ?? 0 }),
+    cacheBytes: () => store?.usedBytes() ?? 0,
+    cacheCapacity: () => config.cacheMaxBytes,
+  });
+  store = await BlobStore.open(config.cacheDir, config.cacheMaxBytes, {
     log: (level, msg, fields) => log(level, msg, fields),
-    evicted: (sha, bytes) => log('info', 'evicted blob', { blob: sha, bytes }),
+    evicted: (sha, bytes) => { metrics.cacheEvictions.inc(); log('info', 'evicted blob', { blob: sha, bytes }); },
   });
   const client = new PeerClient({ requestTimeoutMs: config.requestTimeoutMs, minBytesPerSec: config.minPeerBytesPerSec });
-  const table = new PeerTable(state.peerId, config.siteId, client, log, { banMs: config.banMs });
+  table = new PeerTable(state.peerId, config.siteId, client, log, { banMs: config.banMs });
   for (const sp of config.staticPeers) table.addAddress(sp.host, sp.port, 'static');
-  const origin = new OriginClient({ maxBytesPerSec: config.originMaxBytesPerSec, concurrency: config.originConcurrency, requestTimeoutMs: config.requestTimeoutMs });
+  const origin = new OriginClient({
+    maxBytesPerSec: config.originMaxBytesPerSec, concurrency: config.originConcurrency, requestTimeoutMs: config.requestTimeoutMs,
+    onResponse: (status) => metrics.originRequests.inc({ code: codeLabel(status) }),
+  });
+  const peers = table;
   const swarm = new Swarm({
     selfId: state.peerId, config, log, store, table, client, origin,
     stats: {
-      originBytes: (n) => { counters.originBytes += n; },
-      peerBytes: (n) => { counters.peerBytes += n; },
-      verifyFailure: (s) => { counters.verifyFailures[s]++; },
+      stored: (source, bytes, peerId) => {
+        metrics.downloadBytes.inc({ source }, bytes);
+        metrics.chunksVerified.inc();
+        const p = peerId ? peers.get(peerId) : undefined;
+        if (p) p.bytesFrom += bytes;
+      },
+      verifyFailure: (source) => metrics.verifyFailures.inc({ source }),
     },
   });
-  const fetches = new FetchManager({ config, origin, swarm, state, trustedKeys, log });
+  // Lease totals live in the coordinator; the counters follow them when scraped.
+  let granted = 0;
+  let expired = 0;
+  const syncLeases = () => {
+    metrics.leasesGranted.inc(swarm.coordinator.granted - granted);
+    metrics.leasesExpired.inc(swarm.coordinator.expired - expired);
+    granted = swarm.coordinator.granted;
+    expired = swarm.coordinator.expired;
+  };
+  const fetches = new FetchManager({
+    config, origin, swarm, state, trustedKeys, log,
+    onFinished: (job) => {
+      metrics.fetches.inc({ result: job.state === 'done' ? 'done' : 'failed' });
+      if (job.state === 'done') metrics.fetchDuration.observe({ size_class: sizeClass(job.status().size) }, (job.finishedAt!.getTime() - job.createdAt.getTime()) / 1000);
+    },
+  });
+  metrics.onScrape(() => {
+    syncLeases();
+    metrics.fetchesInflight.set(fetches.list().filter((j) => !j.finishedAt).length);
+  });
   await fetches.init();
 
   const uploadBucket = new TokenBucket(config.uploadMaxBytesPerSec);
@@ -69,11 +96,12 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
     selfId: state.peerId, site: config.siteId, store, coordinator: swarm.coordinator, uploadBucket, log,
     buffers: new BufferPool(16),
     manifest: (id) => fetches.manifestBytes(id),
-    onUpload: (n) => { counters.uploadBytes += n; },
+    onUpload: (n) => metrics.uploadBytes.inc(n),
   });
   let ready = false;
   let peerPort = 0;
-  const adminServer = createAdminServer({ selfId: state.peerId, site: config.siteId, fetches, table, swarm, store, log, ready: () => ready, peerPort: () => peerPort });
+  const adminDeps = { selfId: state.peerId, site: config.siteId, fetches, table, swarm, store, log, metrics, ready: () => ready, peerPort: () => peerPort };
+  const adminServer = createAdminServer(adminDeps);
   const servers: http.Server[] = [peerServer, adminServer];
   peerPort = await listen(peerServer, config.peerListen.host, config.peerListen.port);
   const adminPort = await listen(adminServer, config.adminListen.host, config.adminListen.port);
@@ -81,7 +109,7 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
   if (config.agentSocket) {
     await fs.mkdir(path.dirname(config.agentSocket), { recursive: true });
     await fs.rm(config.agentSocket, { force: true });
-    socketServer = createAdminServer({ selfId: state.peerId, site: config.siteId, fetches, table, swarm, store, log, ready: () => ready, peerPort: () => peerPort });
+    socketServer = createAdminServer(adminDeps);
     await new Promise<void>((resolve, reject) => socketServer!.once('error', reject).listen(config.agentSocket, () => resolve()));
     await fs.chmod(config.agentSocket, 0o660);
     servers.push(socketServer);
@@ -92,7 +120,7 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
 
   let stopping: Promise<void> | undefined;
   return {
-    peerId: state.peerId, peerPort, adminPort, config, counters, swarm, fetches, table, store,
+    peerId: state.peerId, peerPort, adminPort, config, metrics, swarm, fetches, table, store,
     stop: () => (stopping ??= (async () => {
       ready = false;
       table.stop();

@@ -17,7 +17,8 @@ export interface OriginOptions {
   maxAttempts?: number;
   /** Called with every body byte count received from the origin (metrics, accounting). */
   onBytes?: (n: number) => void;
-  onResponse?: (status: number) => void;
+  /** Every origin answer's status, or undefined when a request got no answer (reset, timeout). */
+  onResponse?: (status: number | undefined) => void;
 }
 
 const CONTENT_RANGE_RE = /^bytes (\d+)-(\d+)\/(\d+|\*)$/;
@@ -144,6 +145,7 @@ export class OriginClient {
         return await fn();
       } catch (e) {
         if (signal?.aborted) throw signal.reason ?? e;
+        if (!(e instanceof ShoalError)) this.opts.onResponse?.(undefined); // no HTTP answer at all
         if ((e as { progressed?: boolean }).progressed) attempt = 0;
         attempt++;
         if (!transient(e) || attempt >= max) {

@@ -17,6 +17,7 @@ export class LeaseCoordinator {
   private leases = new Map<string, Map<number, Lease>>();
   /** Until then, blobs we have no state for only take renewals (we may have just inherited them). */
   private graceUntil = 0;
+  /** Running totals (chunks), read by the metrics. */
   granted = 0;
   expired = 0;
 

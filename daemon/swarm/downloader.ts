@@ -171,12 +171,25 @@ export class BlobDownload extends EventEmitter {
     return n;
   }
 
-  private stored(i: number, bytes: number, from: 'origin' | 'peer') {
+  private stored(i: number, bytes: number, from: 'origin' | 'peer', peerId?: string) {
     this.bytes[from] += bytes;
     this.source[i] = from === 'origin' ? SOURCE.origin : SOURCE.peer;
-    if (from === 'origin') this.ctx.stats.originBytes(bytes);
-    else this.ctx.stats.peerBytes(bytes);
+    this.ctx.stats.stored(from, bytes, peerId);
     this.lastProgress = Date.now();
+  }
+
+  /** The chunk map for dashboards, at most `cells` long: per cell the state of its chunks. */
+  chunkMap(cells = 2048): string {
+    const n = this.blob.chunkCount;
+    const per = Math.max(1, Math.ceil(n / cells));
+    let out = '';
+    for (let c = 0; c < n; c += per) {
+      // A cell shows its least complete chunk: missing (0), then cached (1), origin (2), peer (3).
+      let cell = 9;
+      for (let i = c; i < Math.min(n, c + per); i++) cell = Math.min(cell, this.blob.have[i] ? Math.max(1, this.source[i]!) : 0);
+      out += String(cell);
+    }
+    return out;
   }
 
   // ---- have-maps ----
@@ -229,7 +242,7 @@ export class BlobDownload extends EventEmitter {
       lease = await this.ctx.buffers.acquire(end - start, this.abort.signal);
       const buf = lease.buf;
       await this.ctx.client.range(p, this.blob.sha256, start, end - 1, buf, this.abort.signal);
-      if ((await this.blob.writeChunk(i, buf)) === 'stored') this.stored(i, buf.length, 'peer');
+      if ((await this.blob.writeChunk(i, buf)) === 'stored') this.stored(i, buf.length, 'peer', p.id);
     } catch (e) {
       if (this.abort.signal.aborted) return;
       const bits = this.peerHave.get(p.id);

@@ -18,6 +18,8 @@ export interface Peer {
   failures: number;
   lastOk: number;
   source: 'static' | 'mdns';
+  /** Verified bytes this daemon stored from the peer (dashboard: share of traffic). */
+  bytesFrom: number;
 }
 
 export class PeerTable extends EventEmitter {
@@ -79,7 +81,7 @@ export class PeerTable extends EventEmitter {
       let p = this.byId.get(info.peerId);
       if (!p) {
         if (this.byId.size >= this.maxPeers) return;
-        p = { id: info.peerId, url: a.url, address, healthy: false, bannedUntil: 0, failures: 0, lastOk: 0, source: a.source };
+        p = { id: info.peerId, url: a.url, address, healthy: false, bannedUntil: 0, failures: 0, lastOk: 0, source: a.source, bytesFrom: 0 };
         this.byId.set(p.id, p);
       }
       p.url = a.url;

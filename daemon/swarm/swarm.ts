@@ -15,8 +15,8 @@ import type { PeerClient } from './peer-client.js';
 import type { PeerTable } from './peer-table.js';
 
 export interface SwarmStats {
-  originBytes(n: number): void;
-  peerBytes(n: number): void;
+  /** A verified chunk of `bytes` was stored; it came from `source` (peer id when from a peer). */
+  stored(source: 'origin' | 'peer', bytes: number, peerId?: string): void;
   verifyFailure(source: 'origin' | 'peer'): void;
 }
 

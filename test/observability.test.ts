@@ -1,0 +1,127 @@
+/** Metrics and the live dashboard, against a real multi-daemon transfer. */
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import { existsSync, promises as fs } from 'node:fs';
+import path from 'node:path';
+import { originWithRelease } from './helpers/release.js';
+import { parseMetrics, sum } from './helpers/prometheus.js';
+import { startSite, waitForPeers } from './helpers/site.js';
+import { ROOT, tmpDir } from './helpers/fixtures.js';
+
+const MiB = 1 << 20;
+const OUTPUT = process.env.SHOAL_TEST_OUTPUT ?? path.join(ROOT, 'test-output');
+
+function hasCommand(cmd: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+}
+
+test('after a real 3-daemon transfer, /metrics passes promtool and its counters match what the origin served and the daemons received', async (t) => {
+  const dir = await tmpDir(t);
+  const { origin, rel } = await originWithRelease(t, dir, { size: 24 * MiB, bytesPerSec: 32 * MiB });
+  const { daemons } = await startSite(t, dir, 3, rel.trusted);
+  await waitForPeers(daemons, 2);
+  const jobs = await Promise.all(daemons.map((d) => d.client.createFetch({ manifestUrl: rel.manifestUrl })));
+  await Promise.all(daemons.map((d, i) => d.client.waitFetch(jobs[i]!.id)));
+
+  const texts = await Promise.all(daemons.map(async (d) => (await fetch(`${d.api}/metrics`)).text()));
+  if (hasCommand('promtool')) {
+    for (const text of texts) {
+      const r = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+      t.is(r.status, 0, `promtool: ${r.stdout}${r.stderr}`);
+    }
+  } else if (process.env.CI) {
+    t.fail('promtool is missing in CI (.ci/system-packages installs prometheus)');
+  } else {
+    t.log('promtool not installed: the format is checked by our own parser only');
+  }
+  const all = texts.map(parseMetrics);
+  // The origin's own count of what it sent equals what the daemons say they took from it.
+  t.is(all.reduce((n, s) => n + sum(s, 'shoal_download_bytes_total', { source: 'origin' }), 0), origin.bytes(rel.rel));
+  const chunks = Math.ceil(rel.size / rel.chunkSize);
+  for (const [i, s] of all.entries()) {
+    const got = sum(s, 'shoal_download_bytes_total', { source: 'origin' }) + sum(s, 'shoal_download_bytes_total', { source: 'peer' });
+    const job = await daemons[i]!.client.getFetch(jobs[i]!.id);
+    t.is(got, rel.size, 'each daemon received the artifact once');
+    t.is(sum(s, 'shoal_download_bytes_total', { source: 'peer' }), job.bytes.peer);
+    t.is(sum(s, 'shoal_chunks_verified_total'), chunks);
+    t.is(sum(s, 'shoal_fetches_total', { result: 'done' }), 1);
+    t.is(sum(s, 'shoal_fetches_inflight'), 0);
+    t.is(sum(s, 'shoal_fetch_duration_seconds_count', { size_class: 'lt256MiB' }), 1);
+    t.is(sum(s, 'shoal_peers', { state: 'healthy' }), 2);
+    t.is(sum(s, 'shoal_cache_bytes'), rel.size);
+    t.true(sum(s, 'shoal_cache_capacity_bytes') > rel.size);
+    t.is(sum(s, 'shoal_build_info'), 1);
+    t.true(s.some((x) => x.name === 'process_cpu_seconds_total'), 'default process metrics');
+  }
+  // Peers served exactly what peers stored, and the coordinator granted every origin chunk once.
+  t.is(all.reduce((n, s) => n + sum(s, 'shoal_upload_bytes_total'), 0), all.reduce((n, s) => n + sum(s, 'shoal_download_bytes_total', { source: 'peer' }), 0));
+  t.is(all.reduce((n, s) => n + sum(s, 'shoal_leases_granted_total'), 0), chunks);
+  t.true(all.reduce((n, s) => n + sum(s, 'shoal_origin_requests_total', { code: '206' }), 0) >= 1);
+  // No unbounded label values: no peer ids, hashes or URLs.
+  for (const text of texts) {
+    t.false(/[0-9a-f]{64}/.test(text), 'no hashes in metrics');
+    for (const d of daemons) t.false(text.includes(d.peerId), 'no peer ids in metrics');
+    t.false(text.includes('http://'), 'no URLs in metrics');
+  }
+});
+
+test('the dashboard in headless Chromium shows the peers, a fetch progressing to 100 %, and the savings figure', async (t) => {
+  const chromium = '/usr/bin/chromium';
+  if (!existsSync(chromium)) {
+    if (process.env.CI) return t.fail('chromium is missing in CI (.ci/system-packages installs it)');
+    t.log('skipped: Debian chromium is not installed (apt-get install chromium)');
+    return t.pass();
+  }
+  const { chromium: pw } = await import('playwright-core');
+  const dir = await tmpDir(t);
+  const { rel } = await originWithRelease(t, dir, { size: 32 * MiB, bytesPerSec: 8 * MiB });
+  const { daemons } = await startSite(t, dir, 3, rel.trusted);
+  await waitForPeers(daemons, 2);
+  const browser = await pw.launch({ executablePath: chromium, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'] });
+  t.teardown(() => browser.close());
+  // bypassCSP lets the test's probes evaluate in the page; the page itself is served with a strict CSP.
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 }, bypassCSP: true });
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(`${daemons[0]!.api}/`);
+  await page.waitForSelector('.conn:not(.off)');
+  t.is(await page.locator('#peers tr').count(), 2, 'both peers listed');
+  t.is((await page.locator('#peers .badge.healthy').count()), 2);
+
+  const jobs = await Promise.all(daemons.map((d) => d.client.createFetch({ manifestUrl: rel.manifestUrl })));
+  // Mid-transfer the fetch shows a partial percentage and a chunk map.
+  // (Page-side code as strings: this project is typed for Node, not the DOM.)
+  await page.waitForFunction(`(() => {
+    const pct = document.querySelector('.fetch .pct')?.textContent ?? '';
+    return /^\\d+ %$/.test(pct) && parseInt(pct, 10) > 0 && parseInt(pct, 10) < 100 && !!document.querySelector('canvas.map');
+  })()`, undefined, { timeout: 30_000 });
+  await fs.mkdir(OUTPUT, { recursive: true });
+  await page.screenshot({ path: path.join(OUTPUT, 'dashboard-progress.png'), fullPage: true });
+  await Promise.all(daemons.map((d, i) => d.client.waitFetch(jobs[i]!.id)));
+  await page.waitForFunction(`document.querySelector('.fetch .pct')?.textContent === '100 %' && document.querySelector('.fetch .state')?.textContent === 'done'`, undefined, { timeout: 15_000 });
+  const savings = await page.locator('#savings').textContent();
+  t.regex(savings ?? '', /^\d+\.\d %$/);
+  const status = await daemons[0]!.client.getFetch(jobs[0]!.id);
+  t.is(savings, `${((100 * status.bytes.peer) / rel.size).toFixed(1)} %`, 'the savings figure is what this daemon received from peers');
+  await page.screenshot({ path: path.join(OUTPUT, 'dashboard.png'), fullPage: true });
+  t.deepEqual(errors, []);
+  t.true((await fs.stat(path.join(OUTPUT, 'dashboard.png'))).size > 10_000);
+});
+
+test('the Grafana dashboard only queries metrics a daemon really exports', async (t) => {
+  const dir = await tmpDir(t);
+  const { daemons } = await startSite(t, dir, 1, []);
+  const text = await (await fetch(`${daemons[0]!.api}/metrics`)).text();
+  // Families declared by # TYPE (a labelled counter has no sample until first used), with histogram series.
+  const names = new Set(parseMetrics(text).map((s) => s.name));
+  for (const m of text.matchAll(/^# TYPE (\S+) (\S+)$/gm)) {
+    names.add(m[1]!);
+    if (m[2] === 'histogram') for (const suffix of ['_bucket', '_count', '_sum']) names.add(m[1]! + suffix);
+  }
+  const dash = JSON.parse(await fs.readFile(path.join(ROOT, 'dashboard/grafana/shoal.json'), 'utf8')) as { panels: Array<{ title: string; targets: Array<{ expr: string }> }> };
+  t.true(dash.panels.length >= 10);
+  const used = new Set<string>();
+  for (const p of dash.panels) for (const tg of p.targets) for (const m of tg.expr.matchAll(/\bshoal_[a-z_]+/g)) used.add(m[0]);
+  for (const u of used) t.true(names.has(u), `${u} is exported`);
+  for (const want of ['shoal_download_bytes_total', 'shoal_chunk_verify_failures_total', 'shoal_peers', 'shoal_fetch_duration_seconds_bucket', 'shoal_cache_bytes']) t.true(used.has(want), `dashboard uses ${want}`);
+});
