@@ -10,11 +10,14 @@ import { syncDir } from '../manifests/atomic-file.js';
 import { formatBytes } from '../manifests/units.js';
 import { DAEMON_HELP, runDaemon } from '../daemon/daemon-cli.js';
 import { AgentClient, type FetchStatus } from './client.js';
+import { extractBundles } from './extract.js';
 
 export const AGENT_HELP: Record<string, string> = {
-  fetch: `shoal fetch MANIFEST_URL -o PATH [--api URL | --socket PATH] [--json]
+  fetch: `shoal fetch MANIFEST_URL (-o PATH | --extract DIR) [--api URL | --socket PATH] [--json]
   Ask the local shoald for an artifact, wait until every byte is verified, and write it:
   a one-file artifact to PATH, a several-file artifact under the directory PATH.
+  --extract unpacks the artifact's tar bundle(s) into DIR safely: regular files and
+  directories only, nothing outside DIR, swapped into place only when complete.
   Files are written to a temp name, checked against the manifest's SHA-256, fsync'ed and renamed.
   Exit 0 only when every file is verified; 10 if shoald cannot be reached; 11 if the fetch failed.`,
   peers: `shoal peers [--api URL | --socket PATH] [--json]
@@ -33,18 +36,30 @@ function progressLine(s: FetchStatus): string {
   return `${s.state} ${pct}% ${formatBytes(s.held)}/${formatBytes(s.size)}  origin ${formatBytes(s.bytes.origin)}  peers ${formatBytes(s.bytes.peer)}`;
 }
 
+/** A file's bytes from the daemon, hashed on the way; `check()` after the stream ends. */
+async function hashedFile(client: AgentClient, s: FetchStatus, filePath: string, expectSha: string) {
+  const { body } = await client.openFile(s.name!, s.version!, filePath);
+  const hash = createHash('sha256');
+  const stream = body.pipe(new Transform({ transform(c: Buffer, _e, cb) { hash.update(c); cb(null, c); } }));
+  body.on('error', (e) => stream.destroy(e));
+  return {
+    stream,
+    check() {
+      const digest = hash.digest('hex');
+      if (digest !== expectSha) throw new ShoalError('blob-mismatch', `${filePath}: received bytes hash to ${digest}, manifest says ${expectSha}`);
+    },
+  };
+}
+
 /** Streams one verified file from the daemon to dest atomically, hashing as it goes. */
 async function saveFile(client: AgentClient, s: FetchStatus, filePath: string, dest: string, expectSha: string) {
-  const { body } = await client.openFile(s.name!, s.version!, filePath);
+  const src = await hashedFile(client, s, filePath, expectSha);
   await fs.mkdir(path.dirname(dest), { recursive: true });
   const tmp = path.join(path.dirname(dest), `.${path.basename(dest)}.shoal-${process.pid}.tmp`);
-  const hash = createHash('sha256');
-  const tap = new Transform({ transform(c: Buffer, _e, cb) { hash.update(c); cb(null, c); } });
   try {
     const out = createWriteStream(tmp, { mode: 0o644 });
-    await pipeline(body, tap, out);
-    const digest = hash.digest('hex');
-    if (digest !== expectSha) throw new ShoalError('blob-mismatch', `${filePath}: received bytes hash to ${digest}, manifest says ${expectSha}`);
+    await pipeline(src.stream, out);
+    src.check();
     const fh = await fs.open(tmp, 'r+');
     await fh.sync();
     await fh.close();
@@ -57,10 +72,11 @@ async function saveFile(client: AgentClient, s: FetchStatus, filePath: string, d
 }
 
 async function fetchVerb(argv: string[], io: Io): Promise<number> {
-  const { values, positionals } = args(argv, { ...conn, output: { type: 'string', short: 'o' } });
+  const { values, positionals } = args(argv, { ...conn, output: { type: 'string', short: 'o' }, extract: { type: 'string' } });
   if (values.help) { io.out(AGENT_HELP.fetch!); return EXIT.ok; }
   const url = required(positionals[0], 'MANIFEST_URL');
-  const out = required(values.output, '-o');
+  if (!values.output === !values.extract) throw new ShoalError('usage', 'give exactly one of -o PATH or --extract DIR');
+  const out = (values.output ?? values.extract)!;
   const client = clientFrom(values);
   try {
     const job = await client.createFetch({ manifestUrl: url });
@@ -76,11 +92,26 @@ async function fetchVerb(argv: string[], io: Io): Promise<number> {
     }).catch((e) => { if (tty) process.stderr.write('\n'); throw e; });
     if (tty) process.stderr.write('\n');
     const written: string[] = [];
-    const single = s.files.length === 1;
-    for (const f of s.files) {
-      const dest = single ? out : path.join(out, ...f.path.split('/'));
-      await saveFile(client, s, f.path, dest, f.blob);
-      written.push(dest);
+    if (values.extract) {
+      const bundles = s.files.filter((f) => f.type === 'tar');
+      if (!bundles.length) throw new ShoalError('usage', `${s.name} ${s.version} has no tar bundle to extract (publish it with --bundle or --tar)`);
+      const checks: Array<() => void> = [];
+      const r = await extractBundles(bundles.map((f) => async () => {
+        const h = await hashedFile(client, s, f.path, f.blob);
+        checks.push(() => h.check());
+        return h.stream;
+      }), out, {
+        // Extraction runs while bytes stream in; only complete, matching bundles are moved into place.
+        accept: () => checks.forEach((check) => check()),
+      });
+      written.push(`${out} (${r.files} files)`);
+    } else {
+      const single = s.files.length === 1;
+      for (const f of s.files) {
+        const dest = single ? out : path.join(out, ...f.path.split('/'));
+        await saveFile(client, s, f.path, dest, f.blob);
+        written.push(dest);
+      }
     }
     if (values.json) io.out(JSON.stringify({ ok: true, fetch: s, written }));
     else {

@@ -28,7 +28,7 @@ export interface FetchStatus {
   size: number;
   held: number;
   bytes: { origin: number; peer: number };
-  files: Array<{ path: string; blob: string; size: number; chunks: number; held: number; state: string }>;
+  files: Array<{ path: string; blob: string; size: number; chunks: number; held: number; state: string; type: 'file' | 'tar' }>;
   error?: { code: string; message: string };
   createdAt: string;
   finishedAt?: string;
@@ -48,7 +48,7 @@ export class FetchJob {
   status(): FetchStatus {
     const files = this.downloads.map(({ file, download }) => ({
       path: file.path, blob: file.sha256, size: file.size, chunks: file.chunks.length,
-      held: download.blob.heldCount, state: download.state,
+      held: download.blob.heldCount, state: download.state, type: file.type ?? 'file',
     }));
     const bytes = { origin: 0, peer: 0 };
     for (const { download } of this.downloads) { bytes.origin += download.bytes.origin; bytes.peer += download.bytes.peer; }
