@@ -13,7 +13,8 @@ import { AgentClient, type FetchStatus } from './client.js';
 import { extractBundles } from './extract.js';
 
 export const AGENT_HELP: Record<string, string> = {
-  fetch: `shoal fetch MANIFEST_URL (-o PATH | --extract DIR) [--api URL | --socket PATH] [--json]
+  fetch: `shoal fetch URL (-o PATH | --extract DIR) [--channel] [--api URL | --socket PATH] [--json]
+  URL is a manifest, or with --channel a signed channel pointer (the latest of that channel).
   Ask the local shoald for an artifact, wait until every byte is verified, and write it:
   a one-file artifact to PATH, a several-file artifact under the directory PATH.
   --extract unpacks the artifact's tar bundle(s) into DIR safely: regular files and
@@ -72,14 +73,14 @@ async function saveFile(client: AgentClient, s: FetchStatus, filePath: string, d
 }
 
 async function fetchVerb(argv: string[], io: Io): Promise<number> {
-  const { values, positionals } = args(argv, { ...conn, output: { type: 'string', short: 'o' }, extract: { type: 'string' } });
+  const { values, positionals } = args(argv, { ...conn, output: { type: 'string', short: 'o' }, extract: { type: 'string' }, channel: { type: 'boolean' } });
   if (values.help) { io.out(AGENT_HELP.fetch!); return EXIT.ok; }
-  const url = required(positionals[0], 'MANIFEST_URL');
+  const url = required(positionals[0], 'URL');
   if (!values.output === !values.extract) throw new ShoalError('usage', 'give exactly one of -o PATH or --extract DIR');
   const out = (values.output ?? values.extract)!;
   const client = clientFrom(values);
   try {
-    const job = await client.createFetch({ manifestUrl: url });
+    const job = await client.createFetch(values.channel ? { channelUrl: url } : { manifestUrl: url });
     let last = 0;
     const tty = !values.json && process.stderr.isTTY;
     const s = await client.waitFetch(job.id, {

@@ -10,7 +10,7 @@ import { writeFileAtomic } from '../manifests/atomic-file.js';
 import { ShoalError, isShoalError } from '../manifests/errors.js';
 import type { PublicKey } from '../manifests/keys.js';
 import type { ManifestBody, ManifestFile } from '../manifests/schema.js';
-import { verifyManifest, type Verified } from '../manifests/verify.js';
+import { verifyChannel, verifyManifest, type Verified } from '../manifests/verify.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import type { OriginClient } from './origin/origin-client.js';
@@ -22,6 +22,8 @@ export interface FetchStatus {
   id: string;
   state: 'resolving' | 'running' | 'done' | 'failed';
   manifestUrl?: string;
+  channelUrl?: string;
+  channel?: string;
   manifestId?: string;
   name?: string;
   version?: string;
@@ -43,7 +45,8 @@ export class FetchJob {
   readonly createdAt = new Date();
   finishedAt: Date | undefined;
   done!: Promise<void>;
-  constructor(readonly manifestUrl: string | undefined) {}
+  channel: string | undefined;
+  constructor(public manifestUrl: string | undefined, readonly channelUrl?: string) {}
 
   status(): FetchStatus {
     const files = this.downloads.map(({ file, download }) => ({
@@ -58,6 +61,7 @@ export class FetchJob {
     return {
       id: this.id, state: this.state,
       ...(this.manifestUrl ? { manifestUrl: this.manifestUrl } : {}),
+      ...(this.channelUrl ? { channelUrl: this.channelUrl, ...(this.channel ? { channel: this.channel } : {}) } : {}),
       ...(this.manifest ? { manifestId: this.manifest.id, name: m!.name, version: m!.version } : {}),
       size, held, bytes, files,
       ...(this.error ? { error: { code: this.error.code, message: this.error.message } } : {}),
@@ -65,6 +69,12 @@ export class FetchJob {
       ...(this.finishedAt ? { finishedAt: this.finishedAt.toISOString() } : {}),
     };
   }
+}
+
+export interface FetchRequest {
+  manifestUrl?: string;
+  channelUrl?: string;
+  manifest?: Buffer;
 }
 
 export interface FetchDeps {
@@ -124,10 +134,12 @@ export class FetchManager {
     return bytes ? this.verify(bytes, { ignoreExpiry: true }) : undefined;
   }
 
-  /** Starts a fetch of the manifest at a URL (or given inline). Returns at once; poll the job. */
-  create(req: { manifestUrl?: string; manifest?: Buffer }): FetchJob {
-    if (!req.manifestUrl && !req.manifest) throw new ShoalError('bad-request', 'give manifestUrl or manifest');
-    const job = new FetchJob(req.manifestUrl);
+  /** Starts a fetch of a manifest (by URL or inline) or of the latest of a channel. Returns at once; poll the job. */
+  create(req: FetchRequest): FetchJob {
+    if ([req.manifestUrl, req.manifest, req.channelUrl].filter((x) => x !== undefined).length !== 1) {
+      throw new ShoalError('bad-request', 'give exactly one of manifestUrl, channelUrl or manifest');
+    }
+    const job = new FetchJob(req.manifestUrl, req.channelUrl);
     this.jobs.set(job.id, job);
     job.done = this.run(job, req).finally(() => {
       job.finishedAt = new Date();
@@ -138,10 +150,29 @@ export class FetchManager {
     return job;
   }
 
-  private async run(job: FetchJob, req: { manifestUrl?: string; manifest?: Buffer }) {
+  /** Resolves a signed channel pointer: trust, expiry, rollback per name+channel; returns the manifest bytes it names. */
+  private async resolveChannel(job: FetchJob, channelUrl: string): Promise<{ bytes: Buffer; expectId: string; accept: () => Promise<void> }> {
+    const doc = await this.d.origin.fetchDocument(channelUrl, 1 << 20);
+    if (this.d.trustedKeys.length === 0) throw new ShoalError('bad-config', 'no trustedKeys configured: the daemon cannot accept any channel');
+    const c = verifyChannel(doc, {
+      keys: this.d.trustedKeys, threshold: this.d.config.threshold,
+      lastSequence: (b) => this.d.state.lastChannelSequence(b.name, b.channel!),
+    });
+    job.channel = c.body.channel;
+    job.manifestUrl = c.body.manifestUrl;
+    const bytes = await this.d.origin.fetchDocument(c.body.manifestUrl, this.d.config.maxManifestBytes);
+    return { bytes, expectId: c.body.manifestId, accept: () => this.d.state.accept(c.body.name, c.body.sequence, c.body.channel) };
+  }
+
+  private async run(job: FetchJob, req: FetchRequest) {
     try {
-      const bytes = req.manifest ?? (await this.d.origin.fetchDocument(req.manifestUrl!, this.d.config.maxManifestBytes));
+      const viaChannel = req.channelUrl ? await this.resolveChannel(job, req.channelUrl) : undefined;
+      const bytes = viaChannel?.bytes ?? req.manifest ?? (await this.d.origin.fetchDocument(req.manifestUrl!, this.d.config.maxManifestBytes));
       const v = this.verify(bytes);
+      if (viaChannel && v.id !== viaChannel.expectId) {
+        throw new ShoalError('inconsistent', `the manifest at ${job.manifestUrl} has id ${v.id}, but the channel names ${viaChannel.expectId}`);
+      }
+      await viaChannel?.accept();
       job.manifest = v;
       await writeFileAtomic(path.join(this.manifestDir, `${v.id}.json`), bytes);
       this.byVersion.set(`${v.body.name}/${v.body.version}`, v.id);

@@ -52,3 +52,53 @@ test('fetch --extract unpacks a verified bundle; a signed but hostile bundle is 
   await t.throwsAsync(fs.stat(path.join(dir, '..', 'escaped.txt')));
   t.is((await runShoal(['fetch', `${url}/good.json`, '--api', api, '-o', 'x', '--extract', 'y'])).code, 2);
 });
+
+test('channels: the latest of a channel resolves; rollback, expired, mismatched and untrusted channels are refused', async (t) => {
+  const dir = await tmpDir(t);
+  const { originWithRelease } = await import('./helpers/release.js');
+  const { signEnvelope } = await import('../manifests/sign.js');
+  const { canonicalBytes, sha256Hex } = await import('../manifests/canonical.js');
+  const { channelBody } = await import('./helpers/fixtures.js');
+  const { url, rel } = await originWithRelease(t, dir, { size: 3 << 20 });
+  const manifest = JSON.parse(await fs.readFile(rel.manifestPath, 'utf8'));
+  const id = sha256Hex(canonicalBytes(manifest.signed));
+  const www = path.dirname(rel.file);
+  const channel = async (file: string, over: Record<string, unknown>, key = rel.key) =>
+    fs.writeFile(path.join(www, file), serializeEnvelope(signEnvelope(channelBody(id, { manifestUrl: rel.manifestUrl, ...over }), [key])));
+  await channel('stable-5.json', { sequence: 5 });
+  await channel('stable-4.json', { sequence: 4 });
+  await channel('expired.json', { sequence: 9, expires: '2020-01-01T00:00:00Z' });
+  await channel('wrong.json', { sequence: 9, manifestId: 'a'.repeat(64) });
+  await channel('untrusted.json', { sequence: 9 }, generateSigningKey());
+  const { daemons } = await startSite(t, dir, 1, rel.trusted);
+  const api = daemons[0]!.api;
+  const out = path.join(dir, 'app.bin');
+  let r = await runShoal(['fetch', `${url}/stable-5.json`, '--channel', '--api', api, '-o', out, '--json']);
+  t.is(r.code, 0, r.stderr);
+  t.is(JSON.parse(r.stdout).fetch.channel, 'stable');
+  t.is((await fs.stat(out)).size, rel.size);
+  for (const [file, code] of [['stable-4.json', 'rollback'], ['expired.json', 'expired'], ['wrong.json', 'inconsistent'], ['untrusted.json', 'unknown-key']] as const) {
+    r = await runShoal(['fetch', `${url}/${file}`, '--channel', '--api', api, '-o', path.join(dir, 'x'), '--json']);
+    t.is(r.code, 11, file);
+    t.is(JSON.parse(r.stdout).error.code, code, file);
+  }
+  // Two agents asking at once: two jobs, one download of each blob.
+  const [a, b] = await Promise.all([daemons[0]!.client.createFetch({ channelUrl: `${url}/stable-5.json` }), daemons[0]!.client.createFetch({ manifestUrl: rel.manifestUrl })]);
+  const [sa, sb] = await Promise.all([daemons[0]!.client.waitFetch(a.id), daemons[0]!.client.waitFetch(b.id)]);
+  t.is(sa.state, 'done');
+  t.is(sb.state, 'done');
+});
+
+test('two agents asking for the same artifact at once cause one download', async (t) => {
+  const dir = await tmpDir(t);
+  const { originWithRelease } = await import('./helpers/release.js');
+  const { origin, rel } = await originWithRelease(t, dir, { size: 12 << 20, bytesPerSec: 8 << 20 });
+  const { daemons } = await startSite(t, dir, 1, rel.trusted);
+  const c = daemons[0]!.client;
+  const [a, b] = await Promise.all([c.createFetch({ manifestUrl: rel.manifestUrl }), c.createFetch({ manifestUrl: rel.manifestUrl })]);
+  t.not(a.id, b.id);
+  const [sa, sb] = await Promise.all([c.waitFetch(a.id), c.waitFetch(b.id)]);
+  t.is(sa.state, 'done');
+  t.is(sb.state, 'done');
+  t.is(origin.bytes(rel.rel), rel.size, 'the origin served the artifact once');
+});
