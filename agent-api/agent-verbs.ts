@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { args, EXIT, required, type Io } from '../manifests/cli-kit.js';
 import { ShoalError } from '../manifests/errors.js';
 import { syncDir } from '../manifests/atomic-file.js';
-import { formatBytes } from '../manifests/units.js';
+import { formatBytes, parseSize } from '../manifests/units.js';
 import { DAEMON_HELP, runDaemon } from '../daemon/daemon-cli.js';
 import { AgentClient, type FetchStatus } from './client.js';
 import { extractBundles } from './extract.js';
@@ -23,6 +23,12 @@ export const AGENT_HELP: Record<string, string> = {
   Exit 0 only when every file is verified; 10 if shoald cannot be reached; 11 if the fetch failed.`,
   peers: `shoal peers [--api URL | --socket PATH] [--json]
   List the peers the local shoald knows, with health and bans.`,
+  status: `shoal status [--api URL | --socket PATH] [--json]
+  The local daemon: peer id, site, peers, active downloads, cache use.`,
+  cache: `shoal cache ls|pin|unpin|rm|gc [NAME VERSION] [--target SIZE] [--api URL | --socket PATH] [--json]
+  ls: artifacts in the cache; pin/unpin NAME VERSION: keep (or stop keeping) them from eviction;
+  rm NAME VERSION: remove them (blobs other artifacts share stay); gc [--target SIZE]: evict
+  least recently used, unpinned blobs down to SIZE (default 90 % of the cache budget).`,
   daemon: DAEMON_HELP,
 };
 
@@ -147,8 +153,70 @@ async function peersVerb(argv: string[], io: Io): Promise<number> {
   }
 }
 
+async function statusVerb(argv: string[], io: Io): Promise<number> {
+  const { values } = args(argv, conn, false);
+  if (values.help) { io.out(AGENT_HELP.status!); return EXIT.ok; }
+  const client = clientFrom(values);
+  try {
+    const s = (await client.status()) as { peerId: string; site: string; peers: { healthy: number; known: number }; downloads: unknown[]; cache: { usedBytes: number; maxBytes: number; blobs: number } };
+    if (values.json) io.out(JSON.stringify(s));
+    else {
+      io.out(`shoald ${s.peerId} · site ${s.site}`);
+      io.out(`  peers      ${s.peers.healthy} healthy of ${s.peers.known} known`);
+      io.out(`  downloads  ${s.downloads.length} active`);
+      io.out(`  cache      ${formatBytes(s.cache.usedBytes)} of ${formatBytes(s.cache.maxBytes)} in ${s.cache.blobs} blob(s)`);
+    }
+    return EXIT.ok;
+  } finally {
+    await client.close();
+  }
+}
+
+async function cacheVerb(argv: string[], io: Io): Promise<number> {
+  const [sub, ...rest] = argv;
+  const { values, positionals } = args(rest, { ...conn, target: { type: 'string' } });
+  if (!sub || sub === '--help' || sub === '-h' || values.help) { io.out(AGENT_HELP.cache!); return EXIT.ok; }
+  const client = clientFrom(values);
+  const nameVersion = () => [required(positionals[0], 'NAME'), required(positionals[1], 'VERSION')] as const;
+  try {
+    switch (sub) {
+      case 'ls': {
+        const list = await client.artifacts();
+        if (values.json) io.out(JSON.stringify({ artifacts: list }));
+        else if (!list.length) io.out('the cache holds no artifacts');
+        else for (const a of list) io.out(`${a.name} ${a.version}  seq ${a.sequence}  ${formatBytes(a.size)}  ${a.complete ? 'complete' : 'partial'}${a.pinned ? '  pinned' : ''}`);
+        return EXIT.ok;
+      }
+      case 'pin': case 'unpin': {
+        const [n, v] = nameVersion();
+        await client.pin(n, v, sub === 'pin');
+        io.out(`${sub === 'pin' ? 'pinned' : 'unpinned'} ${n} ${v}`);
+        return EXIT.ok;
+      }
+      case 'rm': {
+        const [n, v] = nameVersion();
+        const r = await client.removeArtifact(n, v);
+        io.out(`removed ${n} ${v}: ${r.blobsRemoved} blob(s), ${formatBytes(r.bytesFreed)} freed`);
+        return EXIT.ok;
+      }
+      case 'gc': {
+        const r = await client.gc(values.target ? parseSize(values.target, '--target') : undefined);
+        if (values.json) io.out(JSON.stringify(r));
+        else io.out(`freed ${formatBytes(r.freedBytes)}; ${formatBytes(r.usedBytes)} used${r.reached ? '' : ` (target ${formatBytes(r.targetBytes)} not reached: the rest is pinned or in use)`}`);
+        return EXIT.ok;
+      }
+      default:
+        throw new ShoalError('usage', `unknown cache command "${sub}" (ls, pin, unpin, rm, gc)`);
+    }
+  } finally {
+    await client.close();
+  }
+}
+
 export const AGENT_VERBS: Record<string, (argv: string[], io: Io) => Promise<number>> = {
   fetch: fetchVerb,
   peers: peersVerb,
+  status: statusVerb,
+  cache: cacheVerb,
   daemon: runDaemon,
 };

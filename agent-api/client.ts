@@ -5,9 +5,14 @@
 import { Client, Pool, type Dispatcher } from 'undici';
 import type { Readable } from 'node:stream';
 import { ShoalError, type ErrorCode } from '../manifests/errors.js';
-import type { FetchStatus } from '../daemon/fetches.js';
+import type { ArtifactView, FetchStatus } from '../daemon/fetches.js';
 
-export type { FetchStatus };
+export type { ArtifactView, FetchStatus };
+
+export interface FetchEvent {
+  event: 'progress' | 'done' | 'failed' | 'cancelled';
+  data: FetchStatus & { peers: number };
+}
 
 export interface PeerView {
   id: string;
@@ -79,6 +84,52 @@ export class AgentClient {
       if (s.state === 'failed') throw new ShoalError((s.error?.code as ErrorCode) ?? 'internal', s.error?.message ?? 'fetch failed');
       await new Promise((r) => setTimeout(r, opts.intervalMs ?? 200));
     }
+  }
+
+  cancelFetch(id: string): Promise<FetchStatus> {
+    return this.call('DELETE', `/api/v1/fetches/${encodeURIComponent(id)}`);
+  }
+
+  /** A fetch's progress events (server-sent), ending with its final state. */
+  async *fetchEvents(id: string): AsyncGenerator<FetchEvent> {
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await this.d.request({ path: `/api/v1/fetches/${encodeURIComponent(id)}/events`, method: 'GET', headersTimeout: 30_000, bodyTimeout: 0 });
+    } catch (e) {
+      throw new ShoalError('unavailable', `cannot reach shoald at ${this.where}: ${(e as Error).message}`);
+    }
+    if (res.statusCode !== 200) {
+      const err = (JSON.parse(await res.body.text()) as { error?: { code?: string; message?: string } }).error;
+      throw new ShoalError((err?.code as ErrorCode) ?? 'internal', err?.message ?? `HTTP ${res.statusCode}`);
+    }
+    let buf = '';
+    for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      buf += chunk.toString('utf8');
+      let i: number;
+      while ((i = buf.indexOf('\n\n')) >= 0) {
+        const block = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        const event = /^event: (.*)$/m.exec(block)?.[1];
+        const data = /^data: (.*)$/m.exec(block)?.[1];
+        if (event && data) yield { event: event as FetchEvent['event'], data: JSON.parse(data) as FetchEvent['data'] };
+      }
+    }
+  }
+
+  async artifacts(): Promise<ArtifactView[]> {
+    return (await this.call<{ artifacts: ArtifactView[] }>('GET', '/api/v1/artifacts')).artifacts;
+  }
+
+  pin(name: string, version: string, pinned = true): Promise<{ ok: true }> {
+    return this.call('POST', `/api/v1/artifacts/${encodeURIComponent(name)}/${encodeURIComponent(version)}/${pinned ? 'pin' : 'unpin'}`);
+  }
+
+  removeArtifact(name: string, version: string): Promise<{ ok: true; blobsRemoved: number; bytesFreed: number }> {
+    return this.call('DELETE', `/api/v1/artifacts/${encodeURIComponent(name)}/${encodeURIComponent(version)}`);
+  }
+
+  gc(targetBytes?: number): Promise<{ freedBytes: number; usedBytes: number; targetBytes: number; reached: boolean }> {
+    return this.call('POST', '/api/v1/gc', targetBytes === undefined ? {} : { targetBytes });
   }
 
   async peers(): Promise<PeerView[]> {

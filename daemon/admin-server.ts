@@ -79,6 +79,22 @@ async function route(d: AdminDeps, req: IncomingMessage, res: ServerResponse) {
       if (!job) throw new ShoalError('not-found', `no fetch ${id}`);
       return sendJson(res, 200, job.status());
     }
+    if (m === 'DELETE' && id && !rest.length) return sendJson(res, 200, d.fetches.cancel(id).status());
+    if (m === 'GET' && id && rest.length === 1 && rest[0] === 'events') return fetchEvents(d, id, req, res);
+  }
+  if (what === 'artifacts') {
+    if (m === 'GET' && !id) return sendJson(res, 200, { artifacts: await d.fetches.artifacts() });
+    if (id && rest.length === 2 && m === 'POST' && (rest[1] === 'pin' || rest[1] === 'unpin')) {
+      await d.fetches.pin(id, rest[0]!, rest[1] === 'pin');
+      return sendJson(res, 200, { ok: true, name: id, version: rest[0], pinned: rest[1] === 'pin' });
+    }
+    if (id && rest.length === 1 && m === 'DELETE') return sendJson(res, 200, { ok: true, ...(await d.fetches.remove(id, rest[0]!)) });
+  }
+  if (what === 'gc' && !id && m === 'POST') {
+    const body = (await readJsonBody(req, 4096).catch(() => ({}))) as { targetBytes?: unknown } | null;
+    const target = typeof body?.targetBytes === 'number' && Number.isSafeInteger(body.targetBytes) && body.targetBytes >= 0 ? body.targetBytes : Math.floor(d.store.maxBytes * 0.9);
+    const r = await d.store.evictDownTo(target);
+    return sendJson(res, 200, { freedBytes: r.freed, usedBytes: d.store.usedBytes(), targetBytes: target, reached: r.reached });
   }
   if (m === 'GET' && what === 'peers' && !id) return sendJson(res, 200, { peers: peers(d) });
   if (m === 'GET' && what === 'status' && !id) return sendJson(res, 200, status(d));
@@ -161,6 +177,24 @@ async function events(d: AdminDeps, req: IncomingMessage, res: ServerResponse) {
   const timer = setInterval(() => void send().catch(() => {}), 1000);
   req.once('close', () => { open = false; clearInterval(timer); eventClients--; });
   await send();
+}
+
+/** One fetch's progress as server-sent events until it ends; the last event carries the final state. */
+async function fetchEvents(d: AdminDeps, id: string, req: IncomingMessage, res: ServerResponse) {
+  const job = d.fetches.get(id);
+  if (!job) throw new ShoalError('not-found', `no fetch ${id}`);
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
+  let open = true;
+  req.once('close', () => { open = false; });
+  while (open) {
+    const st = job.status();
+    const peers = d.swarm.active().filter((x) => st.files.some((f) => f.blob === x.blob.sha256)).reduce((n, x) => Math.max(n, x.progress().peers), 0);
+    const terminal = st.state === 'done' || st.state === 'failed' || st.state === 'cancelled';
+    res.write(`event: ${terminal ? st.state : 'progress'}\ndata: ${JSON.stringify({ ...st, peers })}\n\n`);
+    if (terminal) break;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  res.end();
 }
 
 async function artifactFile(d: AdminDeps, name: string, version: string, filePath: string, req: IncomingMessage, res: ServerResponse) {

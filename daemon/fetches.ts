@@ -20,7 +20,7 @@ import type { Swarm } from './swarm/swarm.js';
 
 export interface FetchStatus {
   id: string;
-  state: 'resolving' | 'running' | 'done' | 'failed';
+  state: 'resolving' | 'running' | 'done' | 'failed' | 'cancelled';
   manifestUrl?: string;
   channelUrl?: string;
   channel?: string;
@@ -36,6 +36,17 @@ export interface FetchStatus {
   finishedAt?: string;
 }
 
+export interface ArtifactView {
+  name: string;
+  version: string;
+  sequence: number;
+  manifestId: string;
+  size: number;
+  complete: boolean;
+  pinned: boolean;
+  files: Array<{ path: string; size: number; blob: string; type: 'file' | 'tar'; held: number; chunks: number; complete: boolean; pinned: boolean }>;
+}
+
 export class FetchJob {
   readonly id = randomBytes(8).toString('hex');
   state: FetchStatus['state'] = 'resolving';
@@ -46,6 +57,7 @@ export class FetchJob {
   finishedAt: Date | undefined;
   done!: Promise<void>;
   channel: string | undefined;
+  cancelled = false;
   constructor(public manifestUrl: string | undefined, readonly channelUrl?: string) {}
 
   status(): FetchStatus {
@@ -186,8 +198,8 @@ export class FetchManager {
       job.state = 'done';
       this.d.log('info', 'fetch done', { job: job.id, name: v.body.name, version: v.body.version, ...job.status().bytes });
     } catch (e) {
-      job.state = 'failed';
-      job.error = isShoalError(e) ? e : new ShoalError('internal', (e as Error).message);
+      job.state = job.cancelled ? 'cancelled' : 'failed';
+      job.error = job.cancelled ? new ShoalError('aborted', 'cancelled by request') : isShoalError(e) ? e : new ShoalError('internal', (e as Error).message);
       this.d.log('warn', 'fetch failed', { job: job.id, code: job.error.code, error: job.error.message });
       throw job.error;
     }
@@ -195,6 +207,74 @@ export class FetchManager {
 
   get(id: string): FetchJob | undefined {
     return this.jobs.get(id);
+  }
+
+  /** Cancels a job; a blob download another running job still needs goes on. */
+  cancel(id: string): FetchJob {
+    const job = this.jobs.get(id);
+    if (!job) throw new ShoalError('not-found', `no fetch ${id}`);
+    if (job.finishedAt) return job;
+    job.cancelled = true;
+    const stillNeeded = new Set<string>();
+    for (const other of this.jobs.values()) if (other !== job && !other.finishedAt && !other.cancelled) for (const d of other.downloads) stillNeeded.add(d.file.sha256);
+    for (const { download } of job.downloads) if (!stillNeeded.has(download.blob.sha256)) download.cancel('fetch cancelled');
+    return job;
+  }
+
+  /** Every artifact whose verified manifest we hold, with what of it is cached. */
+  async artifacts(): Promise<ArtifactView[]> {
+    const out: ArtifactView[] = [];
+    for (const [key] of this.byVersion) {
+      const [name, version] = key.split('/') as [string, string];
+      const v = await this.manifestByVersion(name, version);
+      if (!v) continue;
+      const files = v.body.files.map((f) => {
+        const b = this.d.swarm.ctx.store.get(f.sha256);
+        return { path: f.path, size: f.size, blob: f.sha256, type: f.type ?? 'file', held: b?.heldCount ?? 0, chunks: f.chunks.length, complete: !!b?.complete, pinned: !!b?.pinned };
+      });
+      out.push({
+        name, version, sequence: v.body.sequence, manifestId: v.id, size: files.reduce((n, f) => n + f.size, 0),
+        complete: files.every((f) => f.complete), pinned: files.length > 0 && files.every((f) => f.pinned), files,
+      });
+    }
+    return out.sort((a, b) => a.name.localeCompare(b.name) || b.sequence - a.sequence);
+  }
+
+  private async requireArtifact(name: string, version: string) {
+    const v = await this.manifestByVersion(name, version);
+    if (!v) throw new ShoalError('not-found', `no artifact ${name} ${version} in the cache`);
+    return v;
+  }
+
+  /** Pins (or unpins) every blob of an artifact: pinned blobs are never evicted. */
+  async pin(name: string, version: string, pinned: boolean): Promise<void> {
+    const v = await this.requireArtifact(name, version);
+    for (const f of v.body.files) if (this.d.swarm.ctx.store.get(f.sha256)) await this.d.swarm.ctx.store.setPinned(f.sha256, pinned);
+  }
+
+  /** Removes an artifact: its manifest, and its blobs unless another artifact shares them or a download uses them. */
+  async remove(name: string, version: string): Promise<{ blobsRemoved: number; bytesFreed: number }> {
+    const v = await this.requireArtifact(name, version);
+    const shared = new Set<string>();
+    for (const [key, id] of this.byVersion) {
+      if (id === v.id) continue;
+      const [n, ver] = key.split('/') as [string, string];
+      for (const f of (await this.manifestByVersion(n, ver))?.body.files ?? []) shared.add(f.sha256);
+    }
+    let blobsRemoved = 0;
+    let bytesFreed = 0;
+    const store = this.d.swarm.ctx.store;
+    for (const f of v.body.files) {
+      const b = store.get(f.sha256);
+      if (!b || shared.has(f.sha256)) continue;
+      if (this.d.swarm.get(f.sha256)?.state === 'running' || b.readers > 0) throw new ShoalError('unavailable', `${f.path} of ${name} ${version} is in use right now; try again later`);
+      await store.remove(f.sha256);
+      blobsRemoved++;
+      bytesFreed += f.size;
+    }
+    this.byVersion.delete(`${name}/${version}`);
+    await fs.rm(path.join(this.manifestDir, `${v.id}.json`), { force: true });
+    return { blobsRemoved, bytesFreed };
   }
 
   list(): FetchJob[] {

@@ -169,24 +169,25 @@ export class BlobStore {
   /** Frees space for `bytes` more by evicting least recently used blobs. */
   async reserve(bytes: number): Promise<void> {
     if (bytes > this.maxBytes) throw new ShoalError('no-space', `a ${bytes}-byte blob is larger than the cache budget (${this.maxBytes} bytes)`);
-    await this.evictDownTo(this.maxBytes - bytes);
+    const r = await this.evictDownTo(this.maxBytes - bytes);
+    if (!r.reached) throw new ShoalError('no-space', `cache budget exhausted: ${this.usedBytes()} bytes are pinned or in use`);
   }
 
-  /** Evicts LRU blobs until at most `target` bytes are used; returns how many bytes were freed. */
-  async evictDownTo(target: number): Promise<number> {
+  /** Evicts LRU blobs (never pinned or in use) until at most `target` bytes are used, or nothing more may go. */
+  async evictDownTo(target: number): Promise<{ freed: number; reached: boolean }> {
     let used = this.usedBytes();
-    if (used <= target) return 0;
     let freed = 0;
-    const victims = [...this.blobs.values()].filter((b) => this.evictable(b)).sort((a, b) => a.lastAccess - b.lastAccess);
-    for (const v of victims) {
-      if (used <= target) break;
-      await this.remove(v.sha256);
-      used -= v.size;
-      freed += v.size;
-      this.events.evicted?.(v.sha256, v.size);
+    if (used > target) {
+      const victims = [...this.blobs.values()].filter((b) => this.evictable(b)).sort((a, b) => a.lastAccess - b.lastAccess);
+      for (const v of victims) {
+        if (used <= target) break;
+        await this.remove(v.sha256);
+        used -= v.size;
+        freed += v.size;
+        this.events.evicted?.(v.sha256, v.size);
+      }
     }
-    if (used > target) throw new ShoalError('no-space', `cache budget exhausted: ${used} bytes are pinned or in use`);
-    return freed;
+    return { freed, reached: used <= target };
   }
 
   async remove(sha: string): Promise<void> {
