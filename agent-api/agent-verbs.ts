@@ -1,11 +1,11 @@
 /** The agent verbs of `shoal`: fetch, peers, daemon. */
 import { createHash } from 'node:crypto';
-import { createWriteStream, promises as fs } from 'node:fs';
+import { createReadStream, createWriteStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { args, EXIT, required, type Io } from '../manifests/cli-kit.js';
-import { ShoalError } from '../manifests/errors.js';
+import { ShoalError, fromSystemError } from '../manifests/errors.js';
 import { syncDir } from '../manifests/atomic-file.js';
 import { formatBytes, parseSize } from '../manifests/units.js';
 import { DAEMON_HELP, runDaemon } from '../daemon/daemon-cli.js';
@@ -29,6 +29,12 @@ export const AGENT_HELP: Record<string, string> = {
   ls: artifacts in the cache; pin/unpin NAME VERSION: keep (or stop keeping) them from eviction;
   rm NAME VERSION: remove them (blobs other artifacts share stay); gc [--target SIZE]: evict
   least recently used, unpinned blobs down to SIZE (default 90 % of the cache budget).`,
+  export: `shoal export MANIFEST [MANIFEST ...] -o site.tar [--api URL | --socket PATH]
+  Write the named cached artifacts (manifest files or NAME/VERSION) with their blobs into one
+  archive, for carrying to an air-gapped site.`,
+  import: `shoal import site.tar [--api URL | --socket PATH] [--json]
+  Give an archive to the local daemon. It verifies every manifest (trusted keys, expiry,
+  rollback) and every chunk before keeping anything; a tampered archive changes nothing.`,
   daemon: DAEMON_HELP,
 };
 
@@ -213,10 +219,67 @@ async function cacheVerb(argv: string[], io: Io): Promise<number> {
   }
 }
 
+/** NAME/VERSION, or a manifest file whose signed name and version are used. */
+async function artifactRef(spec: string): Promise<{ name: string; version: string }> {
+  const st = await fs.stat(spec).catch(() => undefined);
+  if (st?.isFile()) {
+    if (st.size > 32 << 20) throw new ShoalError('too-large', `${spec} is too large to be a manifest`);
+    const signed = (JSON.parse(await fs.readFile(spec, 'utf8')) as { signed?: { name?: unknown; version?: unknown } }).signed;
+    if (typeof signed?.name !== 'string' || typeof signed.version !== 'string') throw new ShoalError('malformed', `${spec} is not a shoal manifest`);
+    return { name: signed.name, version: signed.version };
+  }
+  const i = spec.indexOf('/');
+  if (i <= 0) throw new ShoalError('usage', `"${spec}" is neither a manifest file nor NAME/VERSION`);
+  return { name: spec.slice(0, i), version: spec.slice(i + 1) };
+}
+
+async function exportVerb(argv: string[], io: Io): Promise<number> {
+  const { values, positionals } = args(argv, { ...conn, output: { type: 'string', short: 'o' } });
+  if (values.help) { io.out(AGENT_HELP.export!); return EXIT.ok; }
+  if (!positionals.length) throw new ShoalError('usage', 'name at least one MANIFEST (a manifest file or NAME/VERSION)');
+  const out = required(values.output, '-o');
+  const refs = await Promise.all(positionals.map(artifactRef));
+  const client = clientFrom(values);
+  const tmp = path.join(path.dirname(out), `.${path.basename(out)}.shoal-${process.pid}.tmp`);
+  try {
+    await client.exportTo(refs, createWriteStream(tmp, { mode: 0o644 }));
+    const fh = await fs.open(tmp, 'r+');
+    await fh.sync();
+    const { size } = await fh.stat();
+    await fh.close();
+    await fs.rename(tmp, out);
+    io.out(`exported ${refs.map((r) => `${r.name} ${r.version}`).join(', ')} → ${out} (${formatBytes(size)})`);
+    return EXIT.ok;
+  } catch (e) {
+    await fs.rm(tmp, { force: true });
+    throw e;
+  } finally {
+    await client.close();
+  }
+}
+
+async function importVerb(argv: string[], io: Io): Promise<number> {
+  const { values, positionals } = args(argv, conn);
+  if (values.help) { io.out(AGENT_HELP.import!); return EXIT.ok; }
+  const file = required(positionals[0], 'ARCHIVE');
+  await fs.access(file).catch((e) => { throw fromSystemError(e, file); });
+  const client = clientFrom(values);
+  try {
+    const r = await client.importFrom(createReadStream(file));
+    if (values.json) io.out(JSON.stringify(r));
+    else io.out(`imported ${r.artifacts.map((a) => `${a.name} ${a.version}`).join(', ')}: ${r.blobs} blob(s), ${formatBytes(r.bytes)}, every chunk verified`);
+    return EXIT.ok;
+  } finally {
+    await client.close();
+  }
+}
+
 export const AGENT_VERBS: Record<string, (argv: string[], io: Io) => Promise<number>> = {
   fetch: fetchVerb,
   peers: peersVerb,
   status: statusVerb,
   cache: cacheVerb,
+  export: exportVerb,
+  import: importVerb,
   daemon: runDaemon,
 };

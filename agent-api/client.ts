@@ -4,6 +4,7 @@
  */
 import { Client, Pool, type Dispatcher } from 'undici';
 import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { ShoalError, type ErrorCode } from '../manifests/errors.js';
 import type { ArtifactView, FetchStatus } from '../daemon/fetches.js';
 
@@ -25,6 +26,12 @@ export interface PeerView {
 }
 
 export const DEFAULT_API = 'http://127.0.0.1:7401';
+
+function errorOf(status: number, text: string): ShoalError {
+  let err: { code?: string; message?: string } | undefined;
+  try { err = (JSON.parse(text) as { error?: typeof err }).error; } catch { /* not JSON */ }
+  return new ShoalError((err?.code as ErrorCode) ?? 'internal', err?.message ?? `HTTP ${status}`);
+}
 
 export class AgentClient {
   private d: Dispatcher;
@@ -130,6 +137,32 @@ export class AgentClient {
 
   gc(targetBytes?: number): Promise<{ freedBytes: number; usedBytes: number; targetBytes: number; reached: boolean }> {
     return this.call('POST', '/api/v1/gc', targetBytes === undefined ? {} : { targetBytes });
+  }
+
+  /** Streams an export archive of the named cached artifacts into `out`. */
+  async exportTo(refs: Array<{ name: string; version: string }>, out: NodeJS.WritableStream): Promise<void> {
+    const q = refs.map((r) => `artifact=${encodeURIComponent(`${r.name}/${r.version}`)}`).join('&');
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await this.d.request({ path: `/api/v1/export?${q}`, method: 'GET', headersTimeout: 30_000, bodyTimeout: 120_000 });
+    } catch (e) {
+      throw new ShoalError('unavailable', `cannot reach shoald at ${this.where}: ${(e as Error).message}`);
+    }
+    if (res.statusCode !== 200) throw errorOf(res.statusCode, await res.body.text());
+    await pipeline(res.body, out);
+  }
+
+  /** Sends an archive to the daemon, which verifies everything before keeping any of it. */
+  async importFrom(body: Readable): Promise<{ artifacts: Array<{ name: string; version: string }>; blobs: number; bytes: number }> {
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await this.d.request({ path: '/api/v1/import', method: 'POST', body, headers: { 'content-type': 'application/x-tar' }, headersTimeout: 0, bodyTimeout: 120_000 });
+    } catch (e) {
+      throw new ShoalError('unavailable', `cannot reach shoald at ${this.where}: ${(e as Error).message}`);
+    }
+    const text = await res.body.text();
+    if (res.statusCode !== 200) throw errorOf(res.statusCode, text);
+    return JSON.parse(text) as { artifacts: Array<{ name: string; version: string }>; blobs: number; bytes: number };
   }
 
   async peers(): Promise<PeerView[]> {

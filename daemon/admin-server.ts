@@ -11,6 +11,7 @@ import type { FetchManager } from './fetches.js';
 import { parseRange, readJsonBody, sendError, sendJson } from './http-util.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
+import { importArchive, planExport, writeExport } from './site-archive.js';
 import type { BlobStore } from './store/blob-store.js';
 import type { PeerTable } from './swarm/peer-table.js';
 import type { Swarm } from './swarm/swarm.js';
@@ -90,6 +91,18 @@ async function route(d: AdminDeps, req: IncomingMessage, res: ServerResponse) {
     }
     if (id && rest.length === 1 && m === 'DELETE') return sendJson(res, 200, { ok: true, ...(await d.fetches.remove(id, rest[0]!)) });
   }
+  if (what === 'export' && !id && m === 'GET') {
+    const refs = url.searchParams.getAll('artifact').map((a) => {
+      const i = a.indexOf('/');
+      if (i <= 0) throw new ShoalError('bad-request', 'artifact=NAME/VERSION');
+      return { name: a.slice(0, i), version: a.slice(i + 1) };
+    });
+    const plan = await planExport(d.fetches, d.store, refs);
+    res.writeHead(200, { 'content-type': 'application/x-tar', 'content-disposition': 'attachment; filename="shoal-site.tar"' });
+    await writeExport(plan, d.store, res).catch(() => res.destroy());
+    return;
+  }
+  if (what === 'import' && !id && m === 'POST') return sendJson(res, 200, await importArchive(d.fetches, d.store, req));
   if (what === 'gc' && !id && m === 'POST') {
     const body = (await readJsonBody(req, 4096).catch(() => ({}))) as { targetBytes?: unknown } | null;
     const target = typeof body?.targetBytes === 'number' && Number.isSafeInteger(body.targetBytes) && body.targetBytes >= 0 ? body.targetBytes : Math.floor(d.store.maxBytes * 0.9);

@@ -135,6 +135,18 @@ export class FetchManager {
     });
   }
 
+  /** Import verifies like a fetch: trusted keys, threshold, expiry and rollback. */
+  verifyForImport(bytes: Buffer): Verified<ManifestBody> {
+    return this.verify(bytes);
+  }
+
+  /** Keeps a verified manifest: written atomically, indexed, its sequence accepted. */
+  async recordManifest(v: Verified<ManifestBody>, bytes: Buffer): Promise<void> {
+    await writeFileAtomic(path.join(this.manifestDir, `${v.id}.json`), bytes);
+    this.byVersion.set(`${v.body.name}/${v.body.version}`, v.id);
+    await this.d.state.accept(v.body.name, v.body.sequence);
+  }
+
   async manifestBytes(id: string): Promise<Buffer | undefined> {
     if (!/^[0-9a-f]{64}$/.test(id)) return undefined;
     return fs.readFile(path.join(this.manifestDir, `${id}.json`)).catch(() => undefined);
@@ -186,9 +198,7 @@ export class FetchManager {
       }
       await viaChannel?.accept();
       job.manifest = v;
-      await writeFileAtomic(path.join(this.manifestDir, `${v.id}.json`), bytes);
-      this.byVersion.set(`${v.body.name}/${v.body.version}`, v.id);
-      await this.d.state.accept(v.body.name, v.body.sequence);
+      await this.recordManifest(v, bytes);
       job.state = 'running';
       for (const file of v.body.files) {
         const download = await this.d.swarm.download({ sha256: file.sha256, size: file.size, chunkSize: file.chunkSize, chunks: file.chunks }, file.urls);
