@@ -49,6 +49,32 @@ function progressLine(s: FetchStatus): string {
   return `${s.state} ${pct}% ${formatBytes(s.held)}/${formatBytes(s.size)}  origin ${formatBytes(s.bytes.origin)}  peers ${formatBytes(s.bytes.peer)}`;
 }
 
+/** The terminal progress bar: bytes, rate, ETA and the share that came from peers. */
+export class ProgressBar {
+  private samples: Array<{ t: number; held: number }> = [];
+  constructor(private width = 28) {}
+
+  render(s: FetchStatus, now = Date.now()): string {
+    this.samples.push({ t: now, held: s.held });
+    while (this.samples.length > 2 && now - this.samples[0]!.t > 5000) this.samples.shift();
+    const first = this.samples[0]!;
+    const rate = now > first.t ? ((s.held - first.held) * 1000) / (now - first.t) : 0;
+    const frac = s.size ? Math.min(1, s.held / s.size) : 0;
+    const filled = Math.round(frac * this.width);
+    const eta = rate > 0 && s.size > s.held ? `ETA ${formatEta((s.size - s.held) / rate)}` : s.state === 'done' ? 'done' : 'ETA --';
+    const got = s.bytes.origin + s.bytes.peer;
+    const share = got ? `${Math.round((100 * s.bytes.peer) / got)}% from peers` : '';
+    const name = s.name ? `${s.name} ${s.version} ` : '';
+    return `${name}[${'#'.repeat(filled)}${'.'.repeat(this.width - filled)}] ${(frac * 100).toFixed(0).padStart(3)}% ${formatBytes(s.held)}/${formatBytes(s.size)} ${formatBytes(rate)}/s ${eta} ${share}`.trimEnd();
+  }
+}
+
+function formatEta(secs: number): string {
+  if (secs < 60) return `${Math.ceil(secs)}s`;
+  if (secs < 3600) return `${Math.floor(secs / 60)}m${String(Math.ceil(secs % 60)).padStart(2, '0')}s`;
+  return `${Math.floor(secs / 3600)}h${String(Math.floor((secs % 3600) / 60)).padStart(2, '0')}m`;
+}
+
 /** A file's bytes from the daemon, hashed on the way; `check()` after the stream ends. */
 async function hashedFile(client: AgentClient, s: FetchStatus, filePath: string, expectSha: string) {
   const { body } = await client.openFile(s.name!, s.version!, filePath);
@@ -95,11 +121,13 @@ async function fetchVerb(argv: string[], io: Io): Promise<number> {
     const job = await client.createFetch(values.channel ? { channelUrl: url } : { manifestUrl: url });
     let last = 0;
     const tty = !values.json && process.stderr.isTTY;
+    const bar = new ProgressBar();
     const s = await client.waitFetch(job.id, {
       onProgress: (st) => {
         if (values.json) return;
         const now = Date.now();
-        if (tty) process.stderr.write(`\r${progressLine(st)}   `);
+        // A live bar on a terminal (\x1b[K clears what a longer line left); plain lines, one a second, otherwise.
+        if (tty) process.stderr.write(`\r${bar.render(st, now)}\x1b[K`);
         else if (now - last >= 1000 || st.state !== 'running') { io.err(progressLine(st)); last = now; }
       },
     }).catch((e) => { if (tty) process.stderr.write('\n'); throw e; });

@@ -82,7 +82,7 @@ try {
     clients.push(new AgentClient({ api: `http://127.0.0.1:${d.adminPort}` }));
   }
   while (daemons.some((d) => d.table.usable().length < N - 1)) await new Promise((r) => setTimeout(r, 100));
-  daemons.forEach((d, i) => console.log(`daemon${i}: peer port ${d.peerPort}, agent API http://127.0.0.1:${d.adminPort}/api/v1/status`));
+  daemons.forEach((d, i) => console.log(`daemon${i}: peer port ${d.peerPort}, live dashboard http://127.0.0.1:${d.adminPort}/  (metrics: /metrics, agent API: /api/v1/status)`));
 
   // 3. Every daemon's update agent asks for the release at the same moment.
   console.log('\nall three fetch it at once:');
@@ -104,7 +104,7 @@ try {
   console.log(`  uplink saved   ${((100 * fromPeers) / (fromOrigin + fromPeers)).toFixed(0)} %`);
   console.log(`  N direct downloads over the same link would take ≈ ${((N * SIZE) / WAN).toFixed(1)} s`);
   if (process.env.SHOAL_DEMO_KEEP) {
-    console.log('\nthe site keeps running (SHOAL_DEMO_KEEP): try `npx shoal peers --api http://127.0.0.1:' + daemons[0]!.adminPort + '`; Ctrl-C to stop');
+    console.log(`\nthe site keeps running (SHOAL_DEMO_KEEP): open http://127.0.0.1:${daemons[0]!.adminPort}/ or try \`npx shoal peers --api http://127.0.0.1:${daemons[0]!.adminPort}\`; Ctrl-C to stop`);
     await new Promise(() => {});
   }
 } finally {
