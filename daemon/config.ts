@@ -23,6 +23,10 @@ export interface Config {
   discovery: 'mdns' | 'static';
   interfaces: string[];
   siteId: string;
+  /** Shared secret of the site: peer requests are authenticated, other sites ignored. */
+  siteSecret?: string;
+  /** A file holding the site secret (first line), e.g. a systemd credential. */
+  siteSecretFile?: string;
   originMaxBytesPerSec: number;
   uploadMaxBytesPerSec: number;
   chunkConcurrency: number;
@@ -139,6 +143,8 @@ const PARSERS: Record<keyof Config, Parser> = {
   discovery: oneOf('mdns', 'static'),
   interfaces: list(string(/^[A-Za-z0-9._:-]{1,64}$/, 'expected an interface name or address')),
   siteId: string(/^[A-Za-z0-9._-]{1,64}$/, 'use letters, digits, . _ - (at most 64)'),
+  siteSecret: string(/^\S{16,256}$/, 'expected 16 to 256 characters without spaces'),
+  siteSecretFile: string(),
   originMaxBytesPerSec: size,
   uploadMaxBytesPerSec: size,
   chunkConcurrency: integer(1, 64),
@@ -201,7 +207,7 @@ export async function loadConfig(src: ConfigSources = {}): Promise<Config> {
     // Relative paths in a file are relative to the file.
     const o = obj as Record<string, unknown>;
     const base = path.dirname(path.resolve(src.file));
-    for (const k of ['cacheDir', 'agentSocket'] as const) if (typeof o[k] === 'string') o[k] = path.resolve(base, o[k] as string);
+    for (const k of ['cacheDir', 'agentSocket', 'siteSecretFile'] as const) if (typeof o[k] === 'string') o[k] = path.resolve(base, o[k] as string);
     if (Array.isArray(o.trustedKeys)) o.trustedKeys = o.trustedKeys.map((s) => (typeof s === 'string' && !s.startsWith('ed25519:') ? path.resolve(base, s) : s));
     apply(cfg, o, `config file ${src.file}`);
   }
@@ -210,6 +216,12 @@ export async function loadConfig(src: ConfigSources = {}): Promise<Config> {
   apply(cfg, fromEnv, 'environment');
   apply(cfg, src.flags ?? {}, 'command line');
   const c = cfg as unknown as Config;
+  if (c.siteSecretFile && !c.siteSecret) {
+    const text = await fs.readFile(c.siteSecretFile, 'utf8').catch((e) => { throw new ShoalError('bad-config', `config key siteSecretFile: ${(e as Error).message}`); });
+    const secret = text.split('\n')[0]!.trim();
+    if (!/^\S{16,256}$/.test(secret)) throw new ShoalError('bad-config', 'config key siteSecretFile: the secret must be 16 to 256 characters without spaces');
+    c.siteSecret = secret;
+  }
   if (c.trustedKeys.length > 0 && c.threshold > c.trustedKeys.length) {
     throw new ShoalError('bad-config', `config key threshold: ${c.threshold} is more than the ${c.trustedKeys.length} trusted key(s)`);
   }

@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ShoalError, type ErrorCode } from '../manifests/errors.js';
 
 const STATUS: Partial<Record<ErrorCode, number>> = {
-  'bad-request': 400, usage: 400, malformed: 400, inconsistent: 400, 'unsupported-schema': 400,
+  'bad-request': 400, unauthorized: 401, usage: 400, malformed: 400, inconsistent: 400, 'unsupported-schema': 400,
   'bad-signature': 403, 'unknown-key': 403, 'threshold-not-met': 403, 'duplicate-keyid': 403,
   expired: 403, rollback: 409, 'not-found': 404, 'too-large': 413, unavailable: 503,
   'origin-error': 502, 'peer-error': 502, timeout: 504, 'no-space': 507, aborted: 409,

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { ShoalError } from '../manifests/errors.js';
 import { loadPublicKey } from '../manifests/keys.js';
 import { createAdminServer } from './admin-server.js';
+import { SiteAuth } from './site-auth.js';
 import type { Config } from './config.js';
 import { FetchManager } from './fetches.js';
 import { TokenBucket } from './limits.js';
@@ -49,7 +50,9 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
     log: (level, msg, fields) => log(level, msg, fields),
     evicted: (sha, bytes) => { metrics.cacheEvictions.inc(); log('info', 'evicted blob', { blob: sha, bytes }); },
   });
-  const client = new PeerClient({ requestTimeoutMs: config.requestTimeoutMs, minBytesPerSec: config.minPeerBytesPerSec });
+  // With a site secret every peer request is signed and checked (docs/protocol.md); without one the site is open.
+  const auth = config.siteSecret ? new SiteAuth(config.siteSecret, state.peerId) : undefined;
+  const client = new PeerClient({ requestTimeoutMs: config.requestTimeoutMs, minBytesPerSec: config.minPeerBytesPerSec, ...(auth ? { authHeaders: (m: string, p: string) => auth.headers(m, p) } : {}) });
   table = new PeerTable(state.peerId, config.siteId, client, log, { banMs: config.banMs });
   for (const sp of config.staticPeers) table.addAddress(sp.host, sp.port, 'static');
   const origin = new OriginClient({
@@ -97,6 +100,7 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
     buffers: new BufferPool(16),
     manifest: (id) => fetches.manifestBytes(id),
     onUpload: (n) => metrics.uploadBytes.inc(n),
+    ...(auth ? { authenticate: (req: import('node:http').IncomingMessage) => void auth.verify(req) } : {}),
   });
   let ready = false;
   let peerPort = 0;

@@ -25,6 +25,7 @@ export const OTHER_CODES = [
   'not-found',
   'bad-config',
   'bad-request',
+  'unauthorized',
   'peer-error',
   'origin-error',
   'chunk-mismatch',
