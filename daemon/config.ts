@@ -21,6 +21,8 @@ export interface Config {
   threshold: number;
   staticPeers: HostPort[];
   discovery: 'mdns' | 'static';
+  /** Cap on known peers (and twice that on addresses), against floods of fake announcements. */
+  maxPeers: number;
   interfaces: string[];
   siteId: string;
   /** Shared secret of the site: peer requests are authenticated, other sites ignored. */
@@ -53,6 +55,7 @@ export const DEFAULTS: Config = {
   threshold: 1,
   staticPeers: [],
   discovery: 'static',
+  maxPeers: 256,
   interfaces: [],
   siteId: 'default',
   originMaxBytesPerSec: 0,
@@ -141,6 +144,7 @@ const PARSERS: Record<keyof Config, Parser> = {
   threshold: integer(1, 32),
   staticPeers: list(hostPort),
   discovery: oneOf('mdns', 'static'),
+  maxPeers: integer(1, 4096),
   interfaces: list(string(/^[A-Za-z0-9._:-]{1,64}$/, 'expected an interface name or address')),
   siteId: string(/^[A-Za-z0-9._-]{1,64}$/, 'use letters, digits, . _ - (at most 64)'),
   siteSecret: string(/^\S{16,256}$/, 'expected 16 to 256 characters without spaces'),

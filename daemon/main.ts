@@ -6,6 +6,7 @@ import { ShoalError } from '../manifests/errors.js';
 import { loadPublicKey } from '../manifests/keys.js';
 import { createAdminServer } from './admin-server.js';
 import { SiteAuth } from './site-auth.js';
+import { MdnsDiscovery } from './discovery/mdns.js';
 import type { Config } from './config.js';
 import { FetchManager } from './fetches.js';
 import { TokenBucket } from './limits.js';
@@ -53,7 +54,7 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
   // With a site secret every peer request is signed and checked (docs/protocol.md); without one the site is open.
   const auth = config.siteSecret ? new SiteAuth(config.siteSecret, state.peerId) : undefined;
   const client = new PeerClient({ requestTimeoutMs: config.requestTimeoutMs, minBytesPerSec: config.minPeerBytesPerSec, ...(auth ? { authHeaders: (m: string, p: string) => auth.headers(m, p) } : {}) });
-  table = new PeerTable(state.peerId, config.siteId, client, log, { banMs: config.banMs });
+  table = new PeerTable(state.peerId, config.siteId, client, log, { banMs: config.banMs, maxPeers: config.maxPeers });
   for (const sp of config.staticPeers) table.addAddress(sp.host, sp.port, 'static');
   const origin = new OriginClient({
     maxBytesPerSec: config.originMaxBytesPerSec, concurrency: config.originConcurrency, requestTimeoutMs: config.requestTimeoutMs,
@@ -119,6 +120,10 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
     servers.push(socketServer);
   }
   table.start();
+  const discovery = config.discovery === 'mdns'
+    ? new MdnsDiscovery({ selfId: state.peerId, fingerprint: auth?.fingerprint ?? 'open', port: peerPort, interfaces: config.interfaces, table, log })
+    : undefined;
+  await discovery?.start();
   ready = true;
   log.notice('shoald ready', { peerId: state.peerId, peerPort, adminPort, site: config.siteId, cacheDir: config.cacheDir });
 
@@ -127,6 +132,7 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
     peerId: state.peerId, peerPort, adminPort, config, metrics, swarm, fetches, table, store,
     stop: () => (stopping ??= (async () => {
       ready = false;
+      await discovery?.stop(); // goodbye packets first, so peers drop us at once
       table.stop();
       await swarm.stop();
       for (const s of servers) { s.close(); s.closeAllConnections(); }

@@ -22,9 +22,19 @@ export interface Peer {
   bytesFrom: number;
 }
 
+interface AddressEntry {
+  url: string;
+  source: 'static' | 'mdns';
+  /** The peer id last seen at this address. */
+  id?: string;
+  /** For discovered addresses: the id the advertisement claimed (info must match) and when it lapses. */
+  expectId?: string;
+  expiresAt?: number;
+}
+
 export class PeerTable extends EventEmitter {
   private byId = new Map<string, Peer>();
-  private addresses = new Map<string, { url: string; source: 'static' | 'mdns'; id?: string }>();
+  private addresses = new Map<string, AddressEntry>();
   private timer: NodeJS.Timeout | undefined;
   private probing = false;
   readonly maxPeers: number;
@@ -41,10 +51,29 @@ export class PeerTable extends EventEmitter {
     this.banMs = opts.banMs ?? 60_000;
   }
 
-  addAddress(host: string, port: number, source: 'static' | 'mdns' = 'static') {
+  /** Adds (or refreshes) an address to probe. Returns false when the table is full. */
+  addAddress(host: string, port: number, source: 'static' | 'mdns' = 'static', opts: { expectId?: string; expiresAt?: number } = {}): boolean {
     const h = host.includes(':') ? `[${host}]` : host;
     const address = `${h}:${port}`;
-    if (!this.addresses.has(address) && this.addresses.size < this.maxPeers * 2) this.addresses.set(address, { url: `http://${address}`, source });
+    const known = this.addresses.get(address);
+    if (known) {
+      if (source === 'mdns' && known.source === 'mdns') Object.assign(known, opts);
+      return true;
+    }
+    if (this.addresses.size >= this.maxPeers * 2) return false;
+    this.addresses.set(address, { url: `http://${address}`, source, ...opts });
+    return true;
+  }
+
+  /** Whether a discovered peer is already known at that address (refreshes do not count against rate limits). */
+  knowsMdns(id: string, host: string, port: number): boolean {
+    return this.addresses.get(`${host}:${port}`)?.expectId === id;
+  }
+
+  /** A discovered peer said goodbye (or its record lapsed): forget its address, stop using it at once. */
+  forgetMdns(id: string, reason: string) {
+    for (const [addr, a] of this.addresses) if (a.source === 'mdns' && a.expectId === id) this.addresses.delete(addr);
+    this.markDown(id, reason, false);
   }
 
   start() {
@@ -65,6 +94,13 @@ export class PeerTable extends EventEmitter {
   async probeAll(): Promise<void> {
     if (this.probing) return;
     this.probing = true;
+    const now = Date.now();
+    for (const [addr, a] of this.addresses) {
+      if (a.source === 'mdns' && a.expiresAt !== undefined && a.expiresAt < now) {
+        this.addresses.delete(addr);
+        if (a.expectId) this.markDown(a.expectId, 'mDNS record expired', false);
+      }
+    }
     try {
       await Promise.all([...this.addresses.entries()].map(([address, a]) => this.probe(address, a)));
     } finally {
@@ -72,11 +108,13 @@ export class PeerTable extends EventEmitter {
     }
   }
 
-  private async probe(address: string, a: { url: string; source: 'static' | 'mdns'; id?: string }) {
+  private async probe(address: string, a: AddressEntry) {
     try {
       const info = await this.client.info({ url: a.url }, Math.min(2000, this.probeMs * 2));
       if (info.peerId === this.selfId) { this.addresses.delete(address); return; } // ourselves
       if (info.site !== this.site) { this.log('debug', 'ignoring peer of another site', { address, site: info.site }); return; }
+      // A discovered address must answer with the id it advertised.
+      if (a.expectId && info.peerId !== a.expectId) { this.addresses.delete(address); return; }
       a.id = info.peerId;
       let p = this.byId.get(info.peerId);
       if (!p) {
@@ -101,12 +139,13 @@ export class PeerTable extends EventEmitter {
   }
 
   /** A request to the peer failed at the connection level: stop using it until a probe succeeds. */
-  markDown(id: string, reason: string) {
+  markDown(id: string, reason: string, countsAsFailure = true) {
     const p = this.byId.get(id);
     if (!p || !p.healthy) return;
     p.healthy = false;
     this.log('info', 'peer left', { peer: id, reason });
     this.emit('leave', p);
+    if (!countsAsFailure) return;
     const now = Date.now();
     const recent = (this.downs.get(id) ?? []).filter((t) => now - t < this.banMs);
     recent.push(now);

@@ -56,6 +56,8 @@ export interface DaemonOptions {
   peer: string;
   /** "host:port" of other daemons; our own address is skipped. */
   staticPeers: string[];
+  /** Run inside this network namespace; the test then talks to it over its agent socket. */
+  netns?: string;
   trustedKeys: string[];
   config?: Record<string, unknown>;
 }
@@ -73,12 +75,14 @@ export async function startShoald(o: DaemonOptions): Promise<RunningDaemon> {
     requestTimeoutMs: 10_000,
     banMs: 60_000,
     logLevel: 'info',
+    ...(o.netns ? { agentSocket: path.join(o.dir, 'agent.sock') } : {}),
     ...o.config,
   };
   await fs.writeFile(configFile, JSON.stringify(config, null, 2));
   // SHOALD_NODE_ARGS: extra Node flags for the daemons (e.g. --cpu-prof when profiling a benchmark).
   const nodeArgs = (process.env.SHOALD_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const proc = spawn(process.execPath, [...nodeArgs, '--enable-source-maps', SHOALD, '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const argv = [...nodeArgs, '--enable-source-maps', SHOALD, '--config', configFile];
+  const proc = o.netns ? spawn('ip', ['netns', 'exec', o.netns, process.execPath, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] }) : spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: string[] = [];
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
   const ready = await new Promise<{ peerId: string; adminPort: number }>((resolve, reject) => {
@@ -105,7 +109,7 @@ export async function startShoald(o: DaemonOptions): Promise<RunningDaemon> {
   const [peerHost, peerPort] = [o.peer.slice(0, o.peer.lastIndexOf(':')), Number(o.peer.slice(o.peer.lastIndexOf(':') + 1))];
   return {
     name: o.name, dir: o.dir, peer: o.peer, peerHost, peerPort, adminPort: ready.adminPort, peerId: ready.peerId, api,
-    client: new AgentClient({ api }), proc, logs, exited,
+    client: o.netns ? new AgentClient({ socket: path.join(o.dir, 'agent.sock') }) : new AgentClient({ api }), proc, logs, exited,
     async kill(signal: NodeJS.Signals = 'SIGTERM') {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
       await exited;
