@@ -16,6 +16,8 @@ export interface Config {
   adminListen: HostPort;
   agentSocket?: string;
   cacheDir: string;
+  /** Peer id and accepted sequences; default $STATE_DIRECTORY, else cacheDir. */
+  stateDir?: string;
   cacheMaxBytes: number;
   trustedKeys: string[];
   threshold: number;
@@ -139,6 +141,7 @@ const PARSERS: Record<keyof Config, Parser> = {
   adminListen: hostPort,
   agentSocket: string(),
   cacheDir: string(),
+  stateDir: string(),
   cacheMaxBytes: size,
   trustedKeys: list(string()),
   threshold: integer(1, 32),
@@ -192,6 +195,8 @@ export async function loadConfig(src: ConfigSources = {}): Promise<Config> {
   // systemd hands us our directories; they are better defaults than the compiled-in ones.
   const env = src.env ?? process.env;
   if (env.CACHE_DIRECTORY) cfg.cacheDir = env.CACHE_DIRECTORY.split(':')[0];
+  if (env.STATE_DIRECTORY) cfg.stateDir = env.STATE_DIRECTORY.split(':')[0];
+  if (env.RUNTIME_DIRECTORY) cfg.agentSocket = path.join(env.RUNTIME_DIRECTORY.split(':')[0]!, 'agent.sock');
   if (src.file) {
     let text: string;
     try {
@@ -211,7 +216,7 @@ export async function loadConfig(src: ConfigSources = {}): Promise<Config> {
     // Relative paths in a file are relative to the file.
     const o = obj as Record<string, unknown>;
     const base = path.dirname(path.resolve(src.file));
-    for (const k of ['cacheDir', 'agentSocket', 'siteSecretFile'] as const) if (typeof o[k] === 'string') o[k] = path.resolve(base, o[k] as string);
+    for (const k of ['cacheDir', 'stateDir', 'agentSocket', 'siteSecretFile'] as const) if (typeof o[k] === 'string') o[k] = path.resolve(base, o[k] as string);
     if (Array.isArray(o.trustedKeys)) o.trustedKeys = o.trustedKeys.map((s) => (typeof s === 'string' && !s.startsWith('ed25519:') ? path.resolve(base, s) : s));
     apply(cfg, o, `config file ${src.file}`);
   }

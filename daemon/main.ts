@@ -1,4 +1,5 @@
 /** shoald: wires the subsystems from config, starts them, stops cleanly on SIGTERM/SIGINT. */
+import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import type http from 'node:http';
 import path from 'node:path';
@@ -34,12 +35,21 @@ export interface Daemon {
   stop(): Promise<void>;
 }
 
+/** Under systemd (Type=notify, NotifyAccess=all): Node has no datagram unix sockets, so systemd-notify says READY=1. */
+function notifySystemd(log: Logger) {
+  if (!process.env.NOTIFY_SOCKET) return;
+  const p = spawn('systemd-notify', ['--ready', `--pid=${process.pid}`, '--status=serving'], { stdio: 'ignore' });
+  p.on('error', (e) => log('warn', 'systemd-notify failed', { error: e.message }));
+}
+
 export async function startDaemon(config: Config, log: Logger = createLogger(config.logLevel)): Promise<Daemon> {
   await fs.mkdir(config.cacheDir, { recursive: true, mode: 0o750 }).catch((e) => {
     throw new ShoalError('bad-config', `cacheDir ${config.cacheDir}: ${(e as Error).message}`);
   });
   const trustedKeys = await Promise.all(config.trustedKeys.map(loadPublicKey));
-  const state = await DaemonState.open(config.cacheDir);
+  const stateDir = config.stateDir ?? config.cacheDir;
+  await fs.mkdir(stateDir, { recursive: true, mode: 0o750 });
+  const state = await DaemonState.open(stateDir);
   let table: PeerTable | undefined;
   let store: BlobStore | undefined;
   const metrics = new Metrics({
@@ -125,6 +135,7 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
     : undefined;
   await discovery?.start();
   ready = true;
+  notifySystemd(log);
   log.notice('shoald ready', { peerId: state.peerId, peerPort, adminPort, site: config.siteId, cacheDir: config.cacheDir });
 
   let stopping: Promise<void> | undefined;
