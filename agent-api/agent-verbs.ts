@@ -15,6 +15,7 @@ import { extractBundles } from './extract.js';
 export const AGENT_HELP: Record<string, string> = {
   fetch: `shoal fetch URL (-o PATH | --extract DIR) [--channel] [--api URL | --socket PATH] [--json]
   URL is a manifest, or with --channel a signed channel pointer (the latest of that channel).
+  --now uses the origin at once even outside the configured origin windows.
   Ask the local shoald for an artifact, wait until every byte is verified, and write it:
   a one-file artifact to PATH, a several-file artifact under the directory PATH.
   --extract unpacks the artifact's tar bundle(s) into DIR safely: regular files and
@@ -46,7 +47,7 @@ function clientFrom(values: { api?: string; socket?: string }) {
 
 function progressLine(s: FetchStatus): string {
   const pct = s.size ? ((100 * s.held) / s.size).toFixed(1) : '0.0';
-  return `${s.state} ${pct}% ${formatBytes(s.held)}/${formatBytes(s.size)}  origin ${formatBytes(s.bytes.origin)}  peers ${formatBytes(s.bytes.peer)}`;
+  return `${s.waiting ? 'waiting for origin window' : s.state} ${pct}% ${formatBytes(s.held)}/${formatBytes(s.size)}  origin ${formatBytes(s.bytes.origin)}  peers ${formatBytes(s.bytes.peer)}`;
 }
 
 /** The terminal progress bar: bytes, rate, ETA and the share that came from peers. */
@@ -61,7 +62,7 @@ export class ProgressBar {
     const rate = now > first.t ? ((s.held - first.held) * 1000) / (now - first.t) : 0;
     const frac = s.size ? Math.min(1, s.held / s.size) : 0;
     const filled = Math.round(frac * this.width);
-    const eta = rate > 0 && s.size > s.held ? `ETA ${formatEta((s.size - s.held) / rate)}` : s.state === 'done' ? 'done' : 'ETA --';
+    const eta = s.waiting ? 'waiting for origin window' : rate > 0 && s.size > s.held ? `ETA ${formatEta((s.size - s.held) / rate)}` : s.state === 'done' ? 'done' : 'ETA --';
     const got = s.bytes.origin + s.bytes.peer;
     const share = got ? `${Math.round((100 * s.bytes.peer) / got)}% from peers` : '';
     const name = s.name ? `${s.name} ${s.version} ` : '';
@@ -111,14 +112,14 @@ async function saveFile(client: AgentClient, s: FetchStatus, filePath: string, d
 }
 
 async function fetchVerb(argv: string[], io: Io): Promise<number> {
-  const { values, positionals } = args(argv, { ...conn, output: { type: 'string', short: 'o' }, extract: { type: 'string' }, channel: { type: 'boolean' } });
+  const { values, positionals } = args(argv, { ...conn, output: { type: 'string', short: 'o' }, extract: { type: 'string' }, channel: { type: 'boolean' }, now: { type: 'boolean' } });
   if (values.help) { io.out(AGENT_HELP.fetch!); return EXIT.ok; }
   const url = required(positionals[0], 'URL');
   if (!values.output === !values.extract) throw new ShoalError('usage', 'give exactly one of -o PATH or --extract DIR');
   const out = (values.output ?? values.extract)!;
   const client = clientFrom(values);
   try {
-    const job = await client.createFetch(values.channel ? { channelUrl: url } : { manifestUrl: url });
+    const job = await client.createFetch({ ...(values.channel ? { channelUrl: url } : { manifestUrl: url }), ...(values.now ? { ignoreOriginWindow: true } : {}) });
     let last = 0;
     const tty = !values.json && process.stderr.isTTY;
     const bar = new ProgressBar();

@@ -73,7 +73,7 @@ export class AgentClient {
     return data as T;
   }
 
-  createFetch(req: { manifestUrl: string } | { channelUrl: string } | { manifest: unknown }): Promise<FetchStatus> {
+  createFetch(req: ({ manifestUrl: string } | { channelUrl: string } | { manifest: unknown }) & { ignoreOriginWindow?: boolean }): Promise<FetchStatus> {
     return this.call('POST', '/api/v1/fetches', req);
   }
 

@@ -127,13 +127,14 @@ function decodeSegment(s: string): string {
 }
 
 async function createFetch(d: AdminDeps, req: IncomingMessage, res: ServerResponse) {
-  const body = (await readJsonBody(req, 33 << 20)) as { manifestUrl?: unknown; channelUrl?: unknown; manifest?: unknown } | null;
+  const body = (await readJsonBody(req, 33 << 20)) as { manifestUrl?: unknown; channelUrl?: unknown; manifest?: unknown; ignoreOriginWindow?: unknown } | null;
   const usage = 'body must be {manifestUrl: string}, {channelUrl: string} or {manifest: object}';
   if (!body || typeof body !== 'object') throw new ShoalError('bad-request', usage);
   let job;
-  if (typeof body.manifestUrl === 'string' && body.channelUrl === undefined && body.manifest === undefined) job = d.fetches.create({ manifestUrl: body.manifestUrl });
-  else if (typeof body.channelUrl === 'string' && body.manifestUrl === undefined && body.manifest === undefined) job = d.fetches.create({ channelUrl: body.channelUrl });
-  else if (body.manifest && typeof body.manifest === 'object' && body.manifestUrl === undefined && body.channelUrl === undefined) job = d.fetches.create({ manifest: Buffer.from(JSON.stringify(body.manifest)) });
+  const now = body.ignoreOriginWindow === true ? { ignoreOriginWindow: true } : {};
+  if (typeof body.manifestUrl === 'string' && body.channelUrl === undefined && body.manifest === undefined) job = d.fetches.create({ manifestUrl: body.manifestUrl, ...now });
+  else if (typeof body.channelUrl === 'string' && body.manifestUrl === undefined && body.manifest === undefined) job = d.fetches.create({ channelUrl: body.channelUrl, ...now });
+  else if (body.manifest && typeof body.manifest === 'object' && body.manifestUrl === undefined && body.channelUrl === undefined) job = d.fetches.create({ manifest: Buffer.from(JSON.stringify(body.manifest)), ...now });
   else throw new ShoalError('bad-request', usage);
   sendJson(res, 202, job.status());
 }

@@ -6,6 +6,8 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { ShoalError } from '../manifests/errors.js';
 import { parseDuration, parseSize } from '../manifests/units.js';
+import cron from 'node-cron';
+import { parseWindow } from './windows.js';
 
 export interface HostPort { host: string; port: number }
 
@@ -45,6 +47,19 @@ export interface Config {
   /** A download with no source for this long fails with `unavailable`. */
   noProgressTimeoutMs: number;
   maxManifestBytes: number;
+  /** Signed channel pointers to watch; a newer version is prefetched by the site. */
+  channels: Array<{ url: string; cron?: string }>;
+  /** Default schedule of channel polls (cron, seconds allowed) and the random delay added to each. */
+  channelCron: string;
+  channelJitterMs: number;
+  /** Origin fetches only inside these daily windows ("22:00-06:00"); empty = any time. */
+  originWindows: string[];
+  /** Upload rate by time of day; outside every window uploadMaxBytesPerSec applies. */
+  uploadSchedule: Array<{ window: string; bytesPerSec: number }>;
+  /** Cache GC: when use passes high × cacheMaxBytes, evict down to low × cacheMaxBytes. */
+  gcCron: string;
+  cacheHighWatermark: number;
+  cacheLowWatermark: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
 }
 
@@ -71,6 +86,14 @@ export const DEFAULTS: Config = {
   leaseRunChunks: 8,
   noProgressTimeoutMs: 300_000,
   maxManifestBytes: 32 << 20,
+  channels: [],
+  channelCron: '*/5 * * * *',
+  channelJitterMs: 30_000,
+  originWindows: [],
+  uploadSchedule: [],
+  gcCron: '*/15 * * * *',
+  cacheHighWatermark: 0.9,
+  cacheLowWatermark: 0.8,
   logLevel: 'info',
 };
 
@@ -135,6 +158,51 @@ function oneOf<T extends string>(...values: T[]): Parser {
   };
 }
 
+function fraction(v: unknown, key: string): number {
+  const n = typeof v === 'string' ? Number(v) : v;
+  if (typeof n !== 'number' || !(n > 0 && n <= 1)) throw bad(key, 'expected a fraction between 0 and 1');
+  return n;
+}
+
+const cronExpr: Parser = (v, key) => {
+  if (typeof v !== 'string' || !cron.validate(v)) throw bad(key, `expected a cron expression, got ${JSON.stringify(v)}`);
+  return v;
+};
+
+const windowText: Parser = (v, key) => {
+  if (typeof v !== 'string') throw bad(key, 'expected "HH:MM-HH:MM"');
+  parseWindow(v, key);
+  return v;
+};
+
+function objectList(fields: Record<string, Parser>, required: string[]): Parser {
+  return (v, key) => {
+    if (!Array.isArray(v) || v.length > 256) throw bad(key, 'expected a list (at most 256)');
+    return v.map((item, i) => {
+      const k = `${key}[${i}]`;
+      if (typeof item !== 'object' || item === null || Array.isArray(item)) throw bad(k, 'expected an object');
+      const out: Record<string, unknown> = {};
+      for (const r of required) if ((item as Record<string, unknown>)[r] === undefined) throw bad(`${k}.${r}`, 'is required');
+      for (const [f, val] of Object.entries(item as Record<string, unknown>)) {
+        const parse = fields[f];
+        if (!parse) throw bad(`${k}.${f}`, 'is not a known field');
+        out[f] = parse(val, `${k}.${f}`);
+      }
+      return out;
+    });
+  };
+}
+
+const httpUrl: Parser = (v, key) => {
+  try {
+    const u = new URL(String(v));
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error();
+    return String(v);
+  } catch {
+    throw bad(key, `expected an http(s) URL, got ${JSON.stringify(v)}`);
+  }
+};
+
 const PARSERS: Record<keyof Config, Parser> = {
   peerListen: hostPort,
   advertiseHost: string(/^[A-Za-z0-9.:-]+$/, 'expected a host name or address'),
@@ -163,6 +231,14 @@ const PARSERS: Record<keyof Config, Parser> = {
   leaseRunChunks: integer(1, 64),
   noProgressTimeoutMs: duration,
   maxManifestBytes: size,
+  channels: objectList({ url: httpUrl, cron: cronExpr }, ['url']),
+  channelCron: cronExpr,
+  channelJitterMs: duration,
+  originWindows: list(windowText),
+  uploadSchedule: objectList({ window: windowText, bytesPerSec: size }, ['window', 'bytesPerSec']),
+  gcCron: cronExpr,
+  cacheHighWatermark: fraction,
+  cacheLowWatermark: fraction,
   logLevel: oneOf('debug', 'info', 'warn', 'error'),
 };
 
@@ -225,6 +301,7 @@ export async function loadConfig(src: ConfigSources = {}): Promise<Config> {
   apply(cfg, fromEnv, 'environment');
   apply(cfg, src.flags ?? {}, 'command line');
   const c = cfg as unknown as Config;
+  if (c.cacheLowWatermark > c.cacheHighWatermark) throw new ShoalError('bad-config', 'config key cacheLowWatermark: must not be above cacheHighWatermark');
   if (c.siteSecretFile && !c.siteSecret) {
     const text = await fs.readFile(c.siteSecretFile, 'utf8').catch((e) => { throw new ShoalError('bad-config', `config key siteSecretFile: ${(e as Error).message}`); });
     const secret = text.split('\n')[0]!.trim();

@@ -10,12 +10,19 @@ export const DAEMON_HELP = `shoal daemon [--config FILE] [--KEY VALUE ...]
 export async function runDaemon(argv: string[], io: Io): Promise<number> {
   const { values } = args(argv, { config: { type: 'string', short: 'c' }, ...configFlags() }, false);
   if (values.help) { io.out(DAEMON_HELP); return EXIT.ok; }
-  const config = await loadConfig({ file: values.config as string | undefined, flags: flagsToConfig(values) });
+  const sources = { file: values.config as string | undefined, flags: flagsToConfig(values) };
+  const config = await loadConfig(sources);
   const daemon = await startDaemon(config);
+  // SIGHUP re-reads the same sources; a bad new config is reported and the old one kept.
+  const onHup = () => {
+    loadConfig(sources).then((next) => daemon.reload(next)).catch((e) => reportError(io, e));
+  };
+  process.on('SIGHUP', onHup);
   await new Promise<void>((resolve) => {
     const stop = (sig: string) => {
       process.off('SIGTERM', onTerm);
       process.off('SIGINT', onInt);
+      process.off('SIGHUP', onHup);
       daemon.stop().then(resolve, (e) => { reportError(io, e); resolve(); });
       void sig;
     };

@@ -31,6 +31,8 @@ export interface FetchStatus {
   held: number;
   bytes: { origin: number; peer: number };
   files: Array<{ path: string; blob: string; size: number; chunks: number; held: number; state: string; type: 'file' | 'tar' }>;
+  /** Set while the fetch could progress but waits for an origin window. */
+  waiting?: 'origin-window';
   error?: { code: string; message: string };
   createdAt: string;
   finishedAt?: string;
@@ -76,6 +78,7 @@ export class FetchJob {
       ...(this.channelUrl ? { channelUrl: this.channelUrl, ...(this.channel ? { channel: this.channel } : {}) } : {}),
       ...(this.manifest ? { manifestId: this.manifest.id, name: m!.name, version: m!.version } : {}),
       size, held, bytes, files,
+      ...(this.downloads.some(({ download }) => download.state === 'running' && download.waiting) ? { waiting: 'origin-window' as const } : {}),
       ...(this.error ? { error: { code: this.error.code, message: this.error.message } } : {}),
       createdAt: this.createdAt.toISOString(),
       ...(this.finishedAt ? { finishedAt: this.finishedAt.toISOString() } : {}),
@@ -87,6 +90,8 @@ export interface FetchRequest {
   manifestUrl?: string;
   channelUrl?: string;
   manifest?: Buffer;
+  /** Use the origin now even outside the origin windows. */
+  ignoreOriginWindow?: boolean;
 }
 
 export interface FetchDeps {
@@ -133,6 +138,22 @@ export class FetchManager {
       ...(opts.ignoreExpiry ? { now: new Date(0) } : { lastSequence: (b: { name: string }) => this.d.state.lastSequence(b.name) }),
       limits: { maxBytes: this.d.config.maxManifestBytes },
     });
+  }
+
+  /** Fetches and verifies a channel pointer without acting on it (channel watch). */
+  async peekChannel(url: string) {
+    const doc = await this.d.origin.fetchDocument(url, 1 << 20);
+    return verifyChannel(doc, { keys: this.d.trustedKeys, threshold: this.d.config.threshold }).body;
+  }
+
+  /** Whether a job for this channel URL is still running. */
+  channelJobRunning(url: string): boolean {
+    return [...this.jobs.values()].some((j) => j.channelUrl === url && !j.finishedAt);
+  }
+
+  /** New trusted keys (SIGHUP): later verifications use them. */
+  setTrustedKeys(keys: PublicKey[]) {
+    this.d.trustedKeys = keys;
   }
 
   /** Import verifies like a fetch: trusted keys, threshold, expiry and rollback. */
@@ -202,6 +223,7 @@ export class FetchManager {
       job.state = 'running';
       for (const file of v.body.files) {
         const download = await this.d.swarm.download({ sha256: file.sha256, size: file.size, chunkSize: file.chunkSize, chunks: file.chunks }, file.urls);
+        if (req.ignoreOriginWindow) download.override = true;
         job.downloads.push({ file, download });
       }
       await Promise.all(job.downloads.map((x) => x.download.done));

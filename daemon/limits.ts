@@ -12,6 +12,10 @@ export class TokenBucket {
     return Math.max(64 * 1024, this.rate * this.burstSeconds);
   }
 
+  get limited(): boolean {
+    return this.rate > 0;
+  }
+
   setRate(rate: number) {
     this.rate = rate;
     this.tokens = Math.min(this.tokens, this.burst());
@@ -19,8 +23,9 @@ export class TokenBucket {
 
   /** Waits until n bytes may pass. Large n is paid in instalments so the average holds. */
   async take(n: number, signal?: AbortSignal): Promise<void> {
-    if (this.rate <= 0) return;
     for (;;) {
+      // Checked each round: the limit may be lifted (SIGHUP) while we wait.
+      if (this.rate <= 0) return;
       const now = performance.now();
       this.tokens = Math.min(this.burst(), this.tokens + ((now - this.last) / 1000) * this.rate);
       this.last = now;

@@ -8,6 +8,8 @@ import { loadPublicKey } from '../manifests/keys.js';
 import { createAdminServer } from './admin-server.js';
 import { SiteAuth } from './site-auth.js';
 import { MdnsDiscovery } from './discovery/mdns.js';
+import { Jobs } from './jobs.js';
+import { inAnyWindow, parseWindow } from './windows.js';
 import type { Config } from './config.js';
 import { FetchManager } from './fetches.js';
 import { TokenBucket } from './limits.js';
@@ -32,6 +34,9 @@ export interface Daemon {
   fetches: FetchManager;
   table: PeerTable;
   store: BlobStore;
+  jobs: Jobs;
+  /** SIGHUP: apply new rate limits, windows, trusted keys and schedules without dropping transfers. */
+  reload(next: Config): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -73,6 +78,7 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
   const peers = table;
   const swarm = new Swarm({
     selfId: state.peerId, config, log, store, table, client, origin,
+    originAllowed: () => inAnyWindow(config.originWindows.map((w) => parseWindow(w))),
     stats: {
       stored: (source, bytes, peerId) => {
         metrics.downloadBytes.inc({ source }, bytes);
@@ -134,15 +140,32 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
     ? new MdnsDiscovery({ selfId: state.peerId, fingerprint: auth?.fingerprint ?? 'open', port: peerPort, interfaces: config.interfaces, table, log })
     : undefined;
   await discovery?.start();
+  const jobs = new Jobs({ config, fetches, store, state, uploadBucket, log });
+  jobs.start();
   ready = true;
   notifySystemd(log);
   log.notice('shoald ready', { peerId: state.peerId, peerPort, adminPort, site: config.siteId, cacheDir: config.cacheDir });
 
   let stopping: Promise<void> | undefined;
   return {
-    peerId: state.peerId, peerPort, adminPort, config, metrics, swarm, fetches, table, store,
+    peerId: state.peerId, peerPort, adminPort, config, metrics, swarm, fetches, table, store, jobs,
+    reload: async (next) => {
+      const keys = await Promise.all(next.trustedKeys.map(loadPublicKey));
+      const live: Array<keyof Config> = ['originMaxBytesPerSec', 'uploadMaxBytesPerSec', 'originWindows', 'uploadSchedule', 'trustedKeys', 'threshold',
+        'channels', 'channelCron', 'channelJitterMs', 'gcCron', 'cacheHighWatermark', 'cacheLowWatermark', 'cacheMaxBytes', 'logLevel', 'banMs', 'minPeerBytesPerSec'];
+      const changed = live.filter((k) => JSON.stringify(config[k]) !== JSON.stringify(next[k]));
+      Object.assign(config, Object.fromEntries(live.map((k) => [k, next[k]])));
+      fetches.setTrustedKeys(keys);
+      origin.bucket.setRate(config.originMaxBytesPerSec);
+      store.maxBytes = config.cacheMaxBytes;
+      log.level = config.logLevel;
+      jobs.restart();
+      const restartOnly = (['peerListen', 'adminListen', 'cacheDir', 'discovery', 'interfaces', 'siteId', 'siteSecret'] as const).filter((k) => JSON.stringify(config[k]) !== JSON.stringify(next[k]));
+      log.notice('config reloaded', { changed, ...(restartOnly.length ? { needsRestart: restartOnly } : {}) });
+    },
     stop: () => (stopping ??= (async () => {
       ready = false;
+      jobs.stop();
       await discovery?.stop(); // goodbye packets first, so peers drop us at once
       table.stop();
       await swarm.stop();

@@ -35,6 +35,7 @@ export interface PeerServerDeps {
 
 const MAX_WAIT_MS = 20_000;
 const SEND_BUFFER = 1 << 20;
+const THROTTLED_SLICE = 32 * 1024;
 
 export function createPeerServer(d: PeerServerDeps): http.Server {
   const server = http.createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 60_000, headersTimeout: 10_000, keepAliveTimeout: 15_000 }, (req, res) => {
@@ -117,10 +118,16 @@ async function blobRange(d: PeerServerDeps, id: string, req: IncomingMessage, re
   closed.catch(() => {});
   try {
     await blob.sendRange(start, end, lease.buf, async (b) => {
-      await Promise.race([d.uploadBucket.take(b.length), closed]);
-      // The callback fires once the socket took the bytes: only then may the buffer be reused.
-      await Promise.race([new Promise<void>((resolve, reject) => res.write(b, (e) => (e ? reject(e) : resolve()))), closed]);
-      d.onUpload?.(b.length);
+      // Under an upload limit, pace in small slices so every concurrent request keeps moving
+      // (whole-buffer writes would serve them one after another and look like stalls).
+      const slice = d.uploadBucket.limited ? THROTTLED_SLICE : b.length;
+      for (let off = 0; off < b.length; off += slice) {
+        const piece = b.subarray(off, Math.min(b.length, off + slice));
+        await Promise.race([d.uploadBucket.take(piece.length), closed]);
+        // The callback fires once the socket took the bytes: only then may the buffer be reused.
+        await Promise.race([new Promise<void>((resolve, reject) => res.write(piece, (e) => (e ? reject(e) : resolve()))), closed]);
+        d.onUpload?.(piece.length);
+      }
     });
     res.end();
   } catch {

@@ -38,6 +38,13 @@ export class LeaseCoordinator {
     this.graceUntil = Date.now() + this.ttlMs;
   }
 
+  private stopping = false;
+
+  /** Shutting down: no new grants; askers retry (with the next coordinator once we are gone). */
+  stopGranting() {
+    this.stopping = true;
+  }
+
   /** Forget a peer's leases at once (it left or was banned). */
   dropHolder(peerId: string) {
     for (const m of this.leases.values()) for (const [c, l] of m) if (l.holder === peerId) m.delete(c);
@@ -64,7 +71,7 @@ export class LeaseCoordinator {
     // view another member ranks first: the requester saw that coordinator die before we did.
     // Either way we are taking over, so hear the leaseholders' renewals before granting.
     if (!known && !this.ranksFirst(req.blob) && now >= this.graceUntil) this.graceUntil = now + this.ttlMs;
-    const inGrace = !known && now < this.graceUntil;
+    const inGrace = this.stopping || (!known && now < this.graceUntil);
     const max = Math.max(0, Math.min(req.max ?? 8, 64));
     let grants = 0;
     let last = -2;

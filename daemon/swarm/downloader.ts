@@ -25,6 +25,8 @@ export interface DownloadProgress {
   error?: { code: string; message: string };
   peers: number;
   coordinator: string | undefined;
+  /** Why the download is not progressing although it could: waiting for an origin window. */
+  waiting?: 'origin-window';
 }
 
 export class BlobDownload extends EventEmitter {
@@ -50,6 +52,10 @@ export class BlobDownload extends EventEmitter {
   private lastProgress = Date.now();
   private leasing = false;
   private fatal: ShoalError | undefined;
+  private draining = false;
+  /** An agent asked to use the origin now, whatever the origin windows say. */
+  override = false;
+  waiting: 'origin-window' | undefined;
 
   constructor(private ctx: SwarmContext, readonly blob: Blob, private urls: string[]) {
     super();
@@ -57,6 +63,13 @@ export class BlobDownload extends EventEmitter {
     for (let i = 0; i < blob.chunkCount; i++) if (blob.have[i]) this.source[i] = SOURCE.cached;
     this.done = this.run();
     this.done.catch(() => {});
+  }
+
+  /** Starts nothing new; resolves when transfers in flight are done or `ms` passed. */
+  async drain(ms: number): Promise<void> {
+    this.draining = true;
+    const until = Date.now() + ms;
+    while (this.inflight.size > 0 && Date.now() < until && this.state === 'running') await sleep(50);
   }
 
   cancel(reason = 'cancelled') {
@@ -69,6 +82,7 @@ export class BlobDownload extends EventEmitter {
       bytes: { ...this.bytes }, state: this.state,
       ...(this.error ? { error: { code: this.error.code, message: this.error.message } } : {}),
       peers: this.peerHave.size, coordinator: this.coordinator(),
+      ...(this.waiting ? { waiting: this.waiting } : {}),
     };
   }
 
@@ -128,6 +142,7 @@ export class BlobDownload extends EventEmitter {
   // ---- planning ----
 
   private schedule() {
+    if (this.draining) return;
     const n = this.blob.chunkCount;
     const usable = new Map(this.ctx.table.usable().map((p) => [p.id, p]));
     const holders = (i: number) => {
@@ -160,7 +175,10 @@ export class BlobDownload extends EventEmitter {
     // Hear every peer's have-map before leasing: otherwise the first plan sees every
     // chunk as unheld and pulls from the origin what a peer already holds.
     const settled = [...usable.keys()].every((id) => this.heard.has(id)) || Date.now() - this.startedAt > 2000;
-    if (settled && unheld.length && this.originRuns < this.ctx.config.originConcurrency && !this.leasing && Date.now() >= this.nextLeaseAt && this.urls.length) {
+    const originOpen = this.override || this.ctx.originAllowed();
+    this.waiting = unheld.length && !originOpen ? 'origin-window' : undefined;
+    if (this.waiting) this.lastProgress = Date.now(); // waiting for a window is not a stall
+    if (originOpen && settled && unheld.length && this.originRuns < this.ctx.config.originConcurrency && !this.leasing && Date.now() >= this.nextLeaseAt && this.urls.length) {
       void this.askLease(unheld);
     }
   }
@@ -241,7 +259,10 @@ export class BlobDownload extends EventEmitter {
     try {
       lease = await this.ctx.buffers.acquire(end - start, this.abort.signal);
       const buf = lease.buf;
-      await this.ctx.client.range(p, this.blob.sha256, start, end - 1, buf, this.abort.signal);
+      // The throughput floor is for the peer as a whole: its upload (maybe rate-limited on purpose)
+      // is shared by every request we have open to it.
+      const floor = this.ctx.config.minPeerBytesPerSec / Math.max(1, this.perPeer.get(p.id) ?? 1);
+      await this.ctx.client.range(p, this.blob.sha256, start, end - 1, buf, this.abort.signal, floor);
       if ((await this.blob.writeChunk(i, buf)) === 'stored') this.stored(i, buf.length, 'peer', p.id);
     } catch (e) {
       if (this.abort.signal.aborted) return;
@@ -267,16 +288,16 @@ export class BlobDownload extends EventEmitter {
 
   // ---- leases and the origin ----
 
-  private async lease(req: Omit<LeaseRequest, 'blob' | 'peer' | 'chunks'>): Promise<LeaseResponse | undefined> {
+  private async lease(req: Omit<LeaseRequest, 'blob' | 'peer' | 'chunks'>, signal: AbortSignal = this.abort.signal): Promise<LeaseResponse | undefined> {
     const coord = this.coordinator();
     const full: LeaseRequest = { ...req, blob: this.blob.sha256, peer: this.ctx.selfId, chunks: this.blob.chunkCount };
     if (!coord || coord === this.ctx.selfId) return this.ctx.coordinator.handle(full, this.blob.chunkCount);
     const p = this.ctx.table.get(coord);
     if (!p) return undefined;
     try {
-      return await this.ctx.client.lease(p, full, this.abort.signal);
+      return await this.ctx.client.lease(p, full, signal);
     } catch (e) {
-      if (!this.abort.signal.aborted) this.ctx.table.markDown(coord, `lease request failed: ${(e as Error).message}`);
+      if (!signal.aborted) this.ctx.table.markDown(coord, `lease request failed: ${(e as Error).message}`);
       return undefined;
     }
   }
@@ -367,7 +388,8 @@ export class BlobDownload extends EventEmitter {
       clearInterval(renew);
       chunks.forEach((c) => this.inflight.delete(c));
       this.originRuns--;
-      void this.lease({ done, release: [...remaining] });
+      // Hand back what we did not fetch, also when cancelled (hence a fresh signal).
+      void this.lease({ done, release: [...remaining] }, AbortSignal.timeout(2000));
       this.wake();
     }
   }

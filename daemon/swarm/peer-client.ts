@@ -127,7 +127,7 @@ export class PeerClient {
    * bytes). Rejects anything but a 206 with the exact Content-Range, a body of
    * the wrong length, and transfers slower than minBytesPerSec after a grace second.
    */
-  async range(peer: PeerAddress, blob: string, start: number, end: number, into: Buffer, signal?: AbortSignal): Promise<void> {
+  async range(peer: PeerAddress, blob: string, start: number, end: number, into: Buffer, signal?: AbortSignal, minBytesPerSec = this.opts.minBytesPerSec): Promise<void> {
     const want = end - start + 1;
     if (into.length !== want) throw new Error('buffer size mismatch');
     const ctl = new AbortController();
@@ -135,10 +135,14 @@ export class PeerClient {
     signal?.addEventListener('abort', onAbort, { once: true });
     const t0 = performance.now();
     let got = 0;
+    let lastByte = t0;
     let stalled = false;
+    // A stall: no byte at all for 3 s, or after 5 s an average below the floor. A short
+    // window would mistake a peer that paces a deliberate upload limit for a stalled one.
     const watchdog = setInterval(() => {
-      const secs = (performance.now() - t0) / 1000;
-      if (secs > 1 && got / secs < this.opts.minBytesPerSec) { stalled = true; ctl.abort(); }
+      const now = performance.now();
+      const secs = (now - t0) / 1000;
+      if (now - lastByte > 3000 || (secs > 5 && got / secs < minBytesPerSec)) { stalled = true; ctl.abort(); }
     }, 250);
     const path = `/v1/blobs/${blob}`;
     try {
@@ -152,6 +156,7 @@ export class PeerClient {
           if (got + b.length > want) { discard(res.body); throw new ShoalError('peer-error', `${peer.url}: body longer than the ${want} bytes asked for`); }
           b.copy(into, got);
           got += b.length;
+          lastByte = performance.now();
         }
       } catch (e) {
         if (e instanceof ShoalError || stalled || signal?.aborted) throw e;

@@ -33,6 +33,8 @@ export interface SwarmContext {
   /** Chunk buffers shared by every download of this daemon. */
   buffers: BufferPool;
   coordinatorFor(blob: string): string | undefined;
+  /** Whether the origin may be used now (origin windows). */
+  originAllowed(): boolean;
 }
 
 export class Swarm {
@@ -73,8 +75,15 @@ export class Swarm {
     return this.downloads.get(sha);
   }
 
-  async stop() {
-    for (const d of this.downloads.values()) d.cancel('daemon stopping');
-    await Promise.allSettled([...this.downloads.values()].map((d) => d.done));
+  /**
+   * Graceful stop: grant no more leases, let chunk transfers in flight finish
+   * (at most `drainMs`), then cancel — which hands unfinished leases back.
+   */
+  async stop(drainMs = 5000) {
+    this.coordinator.stopGranting();
+    const running = [...this.downloads.values()].filter((d) => d.state === 'running');
+    await Promise.all(running.map((d) => d.drain(drainMs)));
+    for (const d of running) d.cancel('daemon stopping');
+    await Promise.allSettled(running.map((d) => d.done));
   }
 }
