@@ -73,12 +73,21 @@ export class Jobs {
     return rate;
   }
 
+  /** A collection that began above the high watermark goes on, run after run, until the low one is reached. */
+  private gcUnfinished = false;
+
   /** Over the high watermark: evict least recently used, unpinned, unused blobs down to the low one. */
   async gc(): Promise<{ freed: number; reached: boolean } | undefined> {
     const c = this.d.config;
     const used = this.d.store.usedBytes();
-    if (used <= c.cacheHighWatermark * c.cacheMaxBytes) return undefined;
-    const r = await this.d.store.evictDownTo(Math.floor(c.cacheLowWatermark * c.cacheMaxBytes));
+    const low = Math.floor(c.cacheLowWatermark * c.cacheMaxBytes);
+    if (used <= c.cacheHighWatermark * c.cacheMaxBytes && !(this.gcUnfinished && used > low)) {
+      this.gcUnfinished = false;
+      return undefined;
+    }
+    const r = await this.d.store.evictDownTo(low);
+    // Blobs in use right now could not go: try again next run rather than wait for the high mark.
+    this.gcUnfinished = !r.reached;
     this.d.log('info', 'cache gc', { freedBytes: r.freed, usedBytes: this.d.store.usedBytes(), reachedLowWatermark: r.reached });
     return r;
   }
