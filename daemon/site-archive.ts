@@ -16,6 +16,7 @@ import type { ManifestBody } from '../manifests/schema.js';
 import type { Verified } from '../manifests/verify.js';
 import type { FetchManager } from './fetches.js';
 import type { BlobStore } from './store/blob-store.js';
+import { ChunkAssembler } from './store/chunk-assembler.js';
 
 export const EXPORT_FORMAT = 'shoal.export/v1';
 const INDEX = 'shoal-export.json';
@@ -137,24 +138,10 @@ export async function importArchive(fetches: FetchManager, store: BlobStore, sou
         try {
           blob.startHashing();
           // Chunk by chunk: each is hashed against the signed manifest before it is written.
-          let i = 0;
-          let buf = Buffer.allocUnsafe(blob.chunkLength(0) || 0);
-          let filled = 0;
-          for await (const part of entry as AsyncIterable<Buffer>) {
-            let off = 0;
-            while (off < part.length) {
-              const take = Math.min(part.length - off, buf.length - filled);
-              part.copy(buf, filled, off, off + take);
-              filled += take;
-              off += take;
-              if (filled === buf.length) {
-                await blob.writeChunk(i, buf);
-                i++;
-                filled = 0;
-                if (i < blob.chunkCount) buf = Buffer.allocUnsafe(blob.chunkLength(i));
-              }
-            }
-          }
+          const assembler = new ChunkAssembler(blob, Array.from({ length: blob.chunkCount }, (_, i) => i), Buffer.allocUnsafe(blob.chunkSize), async (i, data) => {
+            await blob.writeChunk(i, data);
+          });
+          for await (const part of entry as AsyncIterable<Buffer>) await assembler.push(part);
           await blob.whenComplete();
         } finally {
           release();

@@ -9,6 +9,7 @@ import { EventEmitter } from 'node:events';
 import { ShoalError, isShoalError } from '../../manifests/errors.js';
 import { sleep } from '../limits.js';
 import type { Blob } from '../store/blob.js';
+import { ChunkAssembler } from '../store/chunk-assembler.js';
 import type { LeaseRequest, LeaseResponse } from './peer-client.js';
 import type { Peer } from './peer-table.js';
 import type { SwarmContext } from './swarm.js';
@@ -333,36 +334,21 @@ export class BlobDownload extends EventEmitter {
     let releaseBuf: (() => void) | undefined;
     try {
       const last = this.blob.chunkRange(chunks[chunks.length - 1]!).end - 1;
-      let idx = 0;
       const lease = await this.ctx.buffers.acquire(this.blob.chunkSize, this.abort.signal);
       releaseBuf = lease.release;
-      let buf = lease.buf.subarray(0, this.blob.chunkLength(chunks[0]!));
-      let filled = 0;
+      const assembler = new ChunkAssembler(this.blob, chunks, lease.buf, async (c, buf) => {
+        if ((await this.blob.writeChunk(c, buf)) === 'stored') this.stored(c, buf.length, 'origin');
+        this.lastProgress = Date.now();
+        remaining.delete(c);
+        done.push(c);
+      });
       let lastError: unknown;
       for (const url of this.urls) {
         try {
-          // Resumes inside fetchRange keep `idx`/`filled`: no byte is fetched twice.
-          const from = this.blob.chunkRange(chunks[idx]!).start + filled;
+          // Resumes (inside fetchRange, and with the next URL) start where the assembler stands: no byte twice.
+          const from = assembler.nextOffset;
           if (from > last) break;
-          await this.ctx.origin.fetchRange(url, from, last, async (b) => {
-            let off = 0;
-            while (off < b.length) {
-              const take = Math.min(b.length - off, buf.length - filled);
-              b.copy(buf, filled, off, off + take);
-              filled += take;
-              off += take;
-              if (filled === buf.length) {
-                const c = chunks[idx]!;
-                if ((await this.blob.writeChunk(c, buf)) === 'stored') this.stored(c, buf.length, 'origin');
-                this.lastProgress = Date.now();
-                remaining.delete(c);
-                done.push(c);
-                idx++;
-                filled = 0;
-                if (idx < chunks.length) buf = lease.buf.subarray(0, this.blob.chunkLength(chunks[idx]!));
-              }
-            }
-          }, this.abort.signal);
+          await this.ctx.origin.fetchRange(url, from, last, (b) => assembler.push(b), this.abort.signal);
           ok = true;
           break;
         } catch (e) {
@@ -370,7 +356,7 @@ export class BlobDownload extends EventEmitter {
           if (this.abort.signal.aborted) return;
           if (isShoalError(e, 'chunk-mismatch')) {
             this.ctx.stats.verifyFailure('origin');
-            filled = 0; // the origin sent bad bytes for this chunk: drop it, try the next URL
+            assembler.dropPartial(); // the origin sent bad bytes for this chunk: drop it, try the next URL
           }
           if (isShoalError(e, 'no-space') || isShoalError(e, 'permission-denied')) { this.fatal = e as ShoalError; return; }
         }
