@@ -11,6 +11,8 @@ const BENCHES: Record<string, () => Promise<void>> = {
   site: benchSite,
 };
 
+// Daemons run as installed (systemd/install.sh): without source maps, which cost memory.
+process.env.SHOALD_SOURCE_MAPS ??= '0';
 const names = process.argv.slice(2);
 for (const n of names) if (!BENCHES[n]) { console.error(`unknown benchmark "${n}"; known: ${Object.keys(BENCHES).join(', ')}`); process.exit(2); }
 for (const n of names.length ? names : Object.keys(BENCHES)) {

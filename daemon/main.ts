@@ -7,7 +7,6 @@ import { ShoalError } from '../manifests/errors.js';
 import { loadPublicKey } from '../manifests/keys.js';
 import { createAdminServer } from './admin-server.js';
 import { SiteAuth } from './site-auth.js';
-import { MdnsDiscovery } from './discovery/mdns.js';
 import { Jobs } from './jobs.js';
 import { inAnyWindow, parseWindow } from './windows.js';
 import type { Config } from './config.js';
@@ -114,7 +113,8 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
   const uploadBucket = new TokenBucket(config.uploadMaxBytesPerSec);
   const peerServer = createPeerServer({
     selfId: state.peerId, site: config.siteId, store, coordinator: swarm.coordinator, uploadBucket, log,
-    buffers: new BufferPool(16),
+    // 8 × 1 MiB send buffers: also the bound on concurrent uploads.
+    buffers: new BufferPool(8),
     manifest: (id) => fetches.manifestBytes(id),
     onUpload: (n) => metrics.uploadBytes.inc(n),
     ...(auth ? { authenticate: (req: import('node:http').IncomingMessage) => void auth.verify(req) } : {}),
@@ -136,8 +136,9 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
     servers.push(socketServer);
   }
   table.start();
+  // Loaded only when used: the mDNS stack costs ~20 MiB of memory a static site does not need.
   const discovery = config.discovery === 'mdns'
-    ? new MdnsDiscovery({ selfId: state.peerId, fingerprint: auth?.fingerprint ?? 'open', port: peerPort, interfaces: config.interfaces, table, log })
+    ? new (await import('./discovery/mdns.js')).MdnsDiscovery({ selfId: state.peerId, fingerprint: auth?.fingerprint ?? 'open', port: peerPort, interfaces: config.interfaces, table, log })
     : undefined;
   await discovery?.start();
   const jobs = new Jobs({ config, fetches, store, state, uploadBucket, log });

@@ -81,7 +81,9 @@ export async function startShoald(o: DaemonOptions): Promise<RunningDaemon> {
   await fs.writeFile(configFile, JSON.stringify(config, null, 2));
   // SHOALD_NODE_ARGS: extra Node flags for the daemons (e.g. --cpu-prof when profiling a benchmark).
   const nodeArgs = (process.env.SHOALD_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const argv = [...nodeArgs, '--enable-source-maps', SHOALD, '--config', configFile];
+  // Source maps make test failures readable; benchmarks turn them off to measure the daemon as installed.
+  const maps = process.env.SHOALD_SOURCE_MAPS === '0' ? [] : ['--enable-source-maps'];
+  const argv = [...nodeArgs, ...maps, SHOALD, '--config', configFile];
   const proc = o.netns ? spawn('ip', ['netns', 'exec', o.netns, process.execPath, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] }) : spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: string[] = [];
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
