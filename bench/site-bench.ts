@@ -131,7 +131,8 @@ export async function benchThroughput(): Promise<void> {
       await fs.chmod(dir, 0o755);
       await fs.chmod(path.join(dir, 'origin'), 0o755);
       const p = await startNginx(path.join(dir, 'origin'), nginxAddr!, dir);
-      td.teardown(() => p.kill('SIGKILL'));
+      // SIGTERM: nginx's fast shutdown takes its workers down too (SIGKILL would orphan them).
+      td.teardown(() => new Promise<void>((r) => { p.once('exit', () => r()); p.kill('SIGTERM'); }));
       baseUrl = `http://${nginxAddr}/${rel.rel}`;
       baseName = 'curl from nginx';
     }
