@@ -212,7 +212,7 @@ async function fetchEvents(d: AdminDeps, id: string, req: IncomingMessage, res: 
 }
 
 async function artifactFile(d: AdminDeps, name: string, version: string, filePath: string, req: IncomingMessage, res: ServerResponse) {
-  const v = await d.fetches.manifestByVersion(name, version);
+  const v = d.fetches.manifestByVersion(name, version);
   const file = v?.body.files.find((f) => f.path === filePath);
   if (!file) throw new ShoalError('not-found', `no file ${filePath} in ${name} ${version}`);
   const blob = d.store.get(file.sha256);

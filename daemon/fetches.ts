@@ -86,6 +86,12 @@ export class FetchJob {
   }
 }
 
+/** A manifest we verified and keep: its id and signed body. */
+export interface StoredManifest {
+  id: string;
+  body: ManifestBody;
+}
+
 export interface FetchRequest {
   manifestUrl?: string;
   channelUrl?: string;
@@ -106,8 +112,8 @@ export interface FetchDeps {
 
 export class FetchManager {
   private jobs = new Map<string, FetchJob>();
-  /** Verified manifests we hold: id → bytes path; name/version → id. */
-  private byVersion = new Map<string, string>();
+  /** The verified manifests we hold, by name/version: verified once, not on every read. */
+  private byVersion = new Map<string, StoredManifest>();
   readonly manifestDir: string;
 
   constructor(private d: FetchDeps) {
@@ -116,18 +122,27 @@ export class FetchManager {
 
   async init() {
     await fs.mkdir(this.manifestDir, { recursive: true, mode: 0o750 });
+    await this.reindex();
+  }
+
+  /**
+   * Verifies every stored manifest with the current trusted keys (at start, and when
+   * keys change). Expiry does not matter for bytes we already verified, so only
+   * structure and signatures count.
+   */
+  private async reindex() {
+    const next = new Map<string, StoredManifest>();
     for (const name of await fs.readdir(this.manifestDir)) {
       const m = /^([0-9a-f]{64})\.json$/.exec(name);
       if (!m) continue;
       try {
-        // Re-verify what we kept: keys may have changed since. Expiry does not
-        // matter for bytes we already verified, so only structure and signatures count.
         const v = this.verify(await fs.readFile(path.join(this.manifestDir, name)), { ignoreExpiry: true });
-        if (v.id === m[1]) this.byVersion.set(`${v.body.name}/${v.body.version}`, v.id);
+        if (v.id === m[1]) next.set(`${v.body.name}/${v.body.version}`, { id: v.id, body: v.body });
       } catch (e) {
         this.d.log('warn', 'ignoring stored manifest', { file: name, error: (e as Error).message });
       }
     }
+    this.byVersion = next;
   }
 
   private verify(bytes: Buffer, opts: { ignoreExpiry?: boolean } = {}) {
@@ -151,9 +166,10 @@ export class FetchManager {
     return [...this.jobs.values()].some((j) => j.channelUrl === url && !j.finishedAt);
   }
 
-  /** New trusted keys (SIGHUP): later verifications use them. */
-  setTrustedKeys(keys: PublicKey[]) {
+  /** New trusted keys (SIGHUP): later verifications use them, and stored manifests are judged by them again. */
+  async setTrustedKeys(keys: PublicKey[]) {
     this.d.trustedKeys = keys;
+    await this.reindex();
   }
 
   /** Import verifies like a fetch: trusted keys, threshold, expiry and rollback. */
@@ -164,7 +180,7 @@ export class FetchManager {
   /** Keeps a verified manifest: written atomically, indexed, its sequence accepted. */
   async recordManifest(v: Verified<ManifestBody>, bytes: Buffer): Promise<void> {
     await writeFileAtomic(path.join(this.manifestDir, `${v.id}.json`), bytes);
-    this.byVersion.set(`${v.body.name}/${v.body.version}`, v.id);
+    this.byVersion.set(`${v.body.name}/${v.body.version}`, { id: v.id, body: v.body });
     await this.d.state.accept(v.body.name, v.body.sequence);
   }
 
@@ -173,10 +189,8 @@ export class FetchManager {
     return fs.readFile(path.join(this.manifestDir, `${id}.json`)).catch(() => undefined);
   }
 
-  async manifestByVersion(name: string, version: string): Promise<Verified<ManifestBody> | undefined> {
-    const id = this.byVersion.get(`${name}/${version}`);
-    const bytes = id ? await this.manifestBytes(id) : undefined;
-    return bytes ? this.verify(bytes, { ignoreExpiry: true }) : undefined;
+  manifestByVersion(name: string, version: string): StoredManifest | undefined {
+    return this.byVersion.get(`${name}/${version}`);
   }
 
   /** Starts a fetch of a manifest (by URL or inline) or of the latest of a channel. Returns at once; poll the job. */
@@ -256,10 +270,8 @@ export class FetchManager {
   /** Every artifact whose verified manifest we hold, with what of it is cached. */
   async artifacts(): Promise<ArtifactView[]> {
     const out: ArtifactView[] = [];
-    for (const [key] of this.byVersion) {
-      const [name, version] = key.split('/') as [string, string];
-      const v = await this.manifestByVersion(name, version);
-      if (!v) continue;
+    for (const v of this.byVersion.values()) {
+      const { name, version } = v.body;
       const files = v.body.files.map((f) => {
         const b = this.d.swarm.ctx.store.get(f.sha256);
         return { path: f.path, size: f.size, blob: f.sha256, type: f.type ?? 'file', held: b?.heldCount ?? 0, chunks: f.chunks.length, complete: !!b?.complete, pinned: !!b?.pinned };
@@ -272,27 +284,23 @@ export class FetchManager {
     return out.sort((a, b) => a.name.localeCompare(b.name) || b.sequence - a.sequence);
   }
 
-  private async requireArtifact(name: string, version: string) {
-    const v = await this.manifestByVersion(name, version);
+  private requireArtifact(name: string, version: string): StoredManifest {
+    const v = this.manifestByVersion(name, version);
     if (!v) throw new ShoalError('not-found', `no artifact ${name} ${version} in the cache`);
     return v;
   }
 
   /** Pins (or unpins) every blob of an artifact: pinned blobs are never evicted. */
   async pin(name: string, version: string, pinned: boolean): Promise<void> {
-    const v = await this.requireArtifact(name, version);
+    const v = this.requireArtifact(name, version);
     for (const f of v.body.files) if (this.d.swarm.ctx.store.get(f.sha256)) await this.d.swarm.ctx.store.setPinned(f.sha256, pinned);
   }
 
   /** Removes an artifact: its manifest, and its blobs unless another artifact shares them or a download uses them. */
   async remove(name: string, version: string): Promise<{ blobsRemoved: number; bytesFreed: number }> {
-    const v = await this.requireArtifact(name, version);
+    const v = this.requireArtifact(name, version);
     const shared = new Set<string>();
-    for (const [key, id] of this.byVersion) {
-      if (id === v.id) continue;
-      const [n, ver] = key.split('/') as [string, string];
-      for (const f of (await this.manifestByVersion(n, ver))?.body.files ?? []) shared.add(f.sha256);
-    }
+    for (const other of this.byVersion.values()) if (other.id !== v.id) for (const f of other.body.files) shared.add(f.sha256);
     let blobsRemoved = 0;
     let bytesFreed = 0;
     const store = this.d.swarm.ctx.store;

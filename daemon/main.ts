@@ -156,7 +156,7 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
         'channels', 'channelCron', 'channelJitterMs', 'gcCron', 'cacheHighWatermark', 'cacheLowWatermark', 'cacheMaxBytes', 'logLevel', 'banMs', 'minPeerBytesPerSec'];
       const changed = live.filter((k) => JSON.stringify(config[k]) !== JSON.stringify(next[k]));
       Object.assign(config, Object.fromEntries(live.map((k) => [k, next[k]])));
-      fetches.setTrustedKeys(keys);
+      await fetches.setTrustedKeys(keys);
       origin.bucket.setRate(config.originMaxBytesPerSec);
       store.maxBytes = config.cacheMaxBytes;
       log.level = config.logLevel;

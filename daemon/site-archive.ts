@@ -14,7 +14,7 @@ import tar from 'tar-stream';
 import { ShoalError, isShoalError } from '../manifests/errors.js';
 import type { ManifestBody } from '../manifests/schema.js';
 import type { Verified } from '../manifests/verify.js';
-import type { FetchManager } from './fetches.js';
+import type { FetchManager, StoredManifest } from './fetches.js';
 import type { BlobStore } from './store/blob-store.js';
 import { ChunkAssembler } from './store/chunk-assembler.js';
 
@@ -29,16 +29,16 @@ export interface ExportIndex {
 }
 
 export interface ExportPlan {
-  items: Array<{ v: Verified<ManifestBody>; bytes: Buffer }>;
+  items: Array<{ v: StoredManifest; bytes: Buffer }>;
   index: ExportIndex;
 }
 
 /** Checks every named artifact is completely cached; throws before anything is written. */
 export async function planExport(fetches: FetchManager, store: BlobStore, refs: Array<{ name: string; version: string }>): Promise<ExportPlan> {
   if (!refs.length || refs.length > MAX_MANIFESTS) throw new ShoalError('bad-request', `name 1 to ${MAX_MANIFESTS} artifacts to export`);
-  const items: Array<{ v: Verified<ManifestBody>; bytes: Buffer }> = [];
+  const items: Array<{ v: StoredManifest; bytes: Buffer }> = [];
   for (const r of refs) {
-    const v = await fetches.manifestByVersion(r.name, r.version);
+    const v = fetches.manifestByVersion(r.name, r.version);
     if (!v) throw new ShoalError('not-found', `no artifact ${r.name} ${r.version} in the cache`);
     for (const f of v.body.files) if (!store.get(f.sha256)?.complete) throw new ShoalError('not-found', `${f.path} of ${r.name} ${r.version} is not completely cached`);
     items.push({ v, bytes: (await fetches.manifestBytes(v.id))! });
