@@ -6,9 +6,8 @@
 import test from 'ava';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { LocalOrigin } from '../agent-api/local-origin.js';
 import { createTestbed, netnsSupport, type Testbed } from './helpers/netns.js';
-import { makeRelease } from './helpers/release.js';
+import { makeRelease, originWithRelease } from './helpers/release.js';
 import { startShoald, type RunningDaemon } from './helpers/site.js';
 import { ROOT, tmpDir } from './helpers/fixtures.js';
 
@@ -44,10 +43,7 @@ netnsTest('4 hosts find each other by mDNS within 3 s, fetch through one WAN pul
   const tb = createTestbed(4, { wanBitsPerSec: 80e6 });
   t.teardown(() => tb.cleanup());
   const dir = await tmpDir(t);
-  const origin = new LocalOrigin(path.join(dir, 'www'));
-  const url = await origin.start(tb.originIp);
-  t.teardown(() => origin.stop());
-  const rel = await makeRelease(path.join(dir, 'www'), url, { size: 24 * MiB });
+  const { origin, url, rel } = await originWithRelease(t, dir, { size: 24 * MiB, host: tb.originIp });
   const t0 = Date.now();
   const { daemons } = await site(t, tb, 4, rel.trusted);
   const ids = daemons.map((d) => d.peerId);
@@ -61,7 +57,7 @@ netnsTest('4 hosts find each other by mDNS within 3 s, fetch through one WAN pul
   for (const r of first) t.is(r.state, 'done');
   t.is(origin.bytes(rel.rel), rel.size, 'origin bytes == artifact size');
 
-  const rel2 = await makeRelease(path.join(dir, 'www'), url, { size: 24 * MiB, version: '2.0.0', sequence: 2, key: rel.key });
+  const rel2 = await makeRelease(path.join(dir, 'origin'), url, { size: 24 * MiB, version: '2.0.0', sequence: 2, key: rel.key });
   const jobs = await Promise.all(daemons.map((d) => d.client.createFetch({ manifestUrl: rel2.manifestUrl })));
   // kill -9 one daemon mid-transfer: the others move on and drop it after failed health checks.
   await until(async () => origin.bytes(rel2.rel) > rel2.size / 3, 20_000, 'transfer started');
@@ -87,10 +83,7 @@ netnsTest('a host flooding fake announcements cannot grow the peer table past it
   const tb = createTestbed(3);
   t.teardown(() => tb.cleanup());
   const dir = await tmpDir(t);
-  const origin = new LocalOrigin(path.join(dir, 'www'));
-  const url = await origin.start(tb.originIp);
-  t.teardown(() => origin.stop());
-  const rel = await makeRelease(path.join(dir, 'www'), url, { size: 8 * MiB });
+  const { origin, rel } = await originWithRelease(t, dir, { size: 8 * MiB, host: tb.originIp });
   const { daemons } = await site(t, tb, 2, rel.trusted, { maxPeers: 8 });
   await until(async () => (await Promise.all(daemons.map(healthyPeers))).every((p) => p.length === 1), 10_000, 'discovery');
   const flood = spawn('ip', ['netns', 'exec', tb.hosts[2]!.ns, process.execPath, path.join(ROOT, 'dist/test/helpers/mdns-flood.js'), '2000', tb.hosts[2]!.ip], { stdio: 'ignore' });

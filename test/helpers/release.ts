@@ -38,9 +38,9 @@ export async function makeRelease(originRoot: string, originUrl: string, o: { si
 }
 
 /** A local origin serving a fresh signed release, stopped at teardown. */
-export async function originWithRelease(t: { teardown(fn: () => unknown): void }, dir: string, o: { size: number; bytesPerSec?: number; chunkSize?: number }) {
+export async function originWithRelease(t: { teardown(fn: () => unknown): void }, dir: string, o: { size: number; bytesPerSec?: number; chunkSize?: number; host?: string }) {
   const origin = new LocalOrigin(path.join(dir, 'origin'), { bytesPerSec: o.bytesPerSec });
-  const url = await origin.start();
+  const url = await origin.start(o.host);
   t.teardown(() => origin.stop());
   const rel = await makeRelease(path.join(dir, 'origin'), url, { size: o.size, ...(o.chunkSize ? { chunkSize: o.chunkSize } : {}) });
   return { origin, url, rel };
