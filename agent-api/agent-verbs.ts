@@ -45,6 +45,16 @@ function clientFrom(values: { api?: string; socket?: string }) {
   return new AgentClient({ api: values.api, socket: values.socket });
 }
 
+/** Runs fn with a client of the daemon picked by --api/--socket, closed whatever happens. */
+async function withClient<T>(values: { api?: string; socket?: string }, fn: (client: AgentClient) => Promise<T>): Promise<T> {
+  const client = clientFrom(values);
+  try {
+    return await fn(client);
+  } finally {
+    await client.close();
+  }
+}
+
 function progressLine(s: FetchStatus): string {
   const pct = s.size ? ((100 * s.held) / s.size).toFixed(1) : '0.0';
   return `${s.waiting ? 'waiting for origin window' : s.state} ${pct}% ${formatBytes(s.held)}/${formatBytes(s.size)}  origin ${formatBytes(s.bytes.origin)}  peers ${formatBytes(s.bytes.peer)}`;
@@ -176,23 +186,19 @@ async function fetchVerb(argv: string[], io: Io): Promise<number> {
 async function peersVerb(argv: string[], io: Io): Promise<number> {
   const { values } = args(argv, conn, false);
   if (values.help) { io.out(AGENT_HELP.peers!); return EXIT.ok; }
-  const client = clientFrom(values);
-  try {
+  return withClient(values, async (client) => {
     const peers = await client.peers();
     if (values.json) io.out(JSON.stringify({ peers }));
     else if (!peers.length) io.out('no peers known');
     else for (const p of peers) io.out(`${p.id}  ${p.address}  ${p.healthy ? 'healthy' : 'down'}${p.banned ? `  banned (${p.banReason})` : ''}`);
     return EXIT.ok;
-  } finally {
-    await client.close();
-  }
+  });
 }
 
 async function statusVerb(argv: string[], io: Io): Promise<number> {
   const { values } = args(argv, conn, false);
   if (values.help) { io.out(AGENT_HELP.status!); return EXIT.ok; }
-  const client = clientFrom(values);
-  try {
+  return withClient(values, async (client) => {
     const s = (await client.status()) as { peerId: string; site: string; peers: { healthy: number; known: number }; downloads: unknown[]; cache: { usedBytes: number; maxBytes: number; blobs: number } };
     if (values.json) io.out(JSON.stringify(s));
     else {
@@ -202,18 +208,15 @@ async function statusVerb(argv: string[], io: Io): Promise<number> {
       io.out(`  cache      ${formatBytes(s.cache.usedBytes)} of ${formatBytes(s.cache.maxBytes)} in ${s.cache.blobs} blob(s)`);
     }
     return EXIT.ok;
-  } finally {
-    await client.close();
-  }
+  });
 }
 
 async function cacheVerb(argv: string[], io: Io): Promise<number> {
   const [sub, ...rest] = argv;
   const { values, positionals } = args(rest, { ...conn, target: { type: 'string' } });
   if (!sub || sub === '--help' || sub === '-h' || values.help) { io.out(AGENT_HELP.cache!); return EXIT.ok; }
-  const client = clientFrom(values);
   const nameVersion = () => [required(positionals[0], 'NAME'), required(positionals[1], 'VERSION')] as const;
-  try {
+  return withClient(values, async (client) => {
     switch (sub) {
       case 'ls': {
         const list = await client.artifacts();
@@ -243,9 +246,7 @@ async function cacheVerb(argv: string[], io: Io): Promise<number> {
       default:
         throw new ShoalError('usage', `unknown cache command "${sub}" (ls, pin, unpin, rm, gc)`);
     }
-  } finally {
-    await client.close();
-  }
+  });
 }
 
 /** NAME/VERSION, or a manifest file whose signed name and version are used. */
@@ -292,15 +293,12 @@ async function importVerb(argv: string[], io: Io): Promise<number> {
   if (values.help) { io.out(AGENT_HELP.import!); return EXIT.ok; }
   const file = required(positionals[0], 'ARCHIVE');
   await fs.access(file).catch((e) => { throw fromSystemError(e, file); });
-  const client = clientFrom(values);
-  try {
+  return withClient(values, async (client) => {
     const r = await client.importFrom(createReadStream(file));
     if (values.json) io.out(JSON.stringify(r));
     else io.out(`imported ${r.artifacts.map((a) => `${a.name} ${a.version}`).join(', ')}: ${r.blobs} blob(s), ${formatBytes(r.bytes)}, every chunk verified`);
     return EXIT.ok;
-  } finally {
-    await client.close();
-  }
+  });
 }
 
 export const AGENT_VERBS: Record<string, (argv: string[], io: Io) => Promise<number>> = {
