@@ -36,7 +36,6 @@ async function pump() {
   } finally {
     running = false;
   }
-  if (hashed < target && !finishing) void pump();
 }
 
 parentPort!.on('message', (m: { upto: number; finish?: boolean }) => {
