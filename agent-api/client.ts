@@ -81,14 +81,32 @@ export class AgentClient {
     return this.call('GET', `/api/v1/fetches/${encodeURIComponent(id)}`);
   }
 
-  /** Polls until the fetch is done (resolves) or failed (throws its error). */
+  /**
+   * Waits until the fetch is done (resolves) or failed (throws its error),
+   * following its event stream, which tells the end the moment it happens;
+   * if the stream breaks off, polls every `intervalMs`.
+   */
   async waitFetch(id: string, opts: { intervalMs?: number; onProgress?: (s: FetchStatus) => void; signal?: AbortSignal } = {}): Promise<FetchStatus> {
+    const final = (s: FetchStatus) => {
+      if (s.state === 'done') return s;
+      if (s.state === 'failed' || s.state === 'cancelled') throw new ShoalError((s.error?.code as ErrorCode) ?? 'internal', s.error?.message ?? `fetch ${s.state}`);
+      return undefined;
+    };
+    try {
+      for await (const e of this.fetchEvents(id, { intervalMs: opts.intervalMs, signal: opts.signal })) {
+        opts.onProgress?.(e.data);
+        const s = final(e.data);
+        if (s) return s;
+      }
+    } catch (e) {
+      if (e instanceof ShoalError && e.code !== 'unavailable') throw e;
+      opts.signal?.throwIfAborted();
+    }
     for (;;) {
       opts.signal?.throwIfAborted();
       const s = await this.getFetch(id);
       opts.onProgress?.(s);
-      if (s.state === 'done') return s;
-      if (s.state === 'failed') throw new ShoalError((s.error?.code as ErrorCode) ?? 'internal', s.error?.message ?? 'fetch failed');
+      if (final(s)) return s;
       await new Promise((r) => setTimeout(r, opts.intervalMs ?? 200));
     }
   }
@@ -98,10 +116,11 @@ export class AgentClient {
   }
 
   /** A fetch's progress events (server-sent), ending with its final state. */
-  async *fetchEvents(id: string): AsyncGenerator<FetchEvent> {
+  async *fetchEvents(id: string, opts: { intervalMs?: number; signal?: AbortSignal } = {}): AsyncGenerator<FetchEvent> {
     let res: Dispatcher.ResponseData;
+    const interval = opts.intervalMs === undefined ? '' : `?interval=${Math.min(5000, Math.max(50, Math.round(opts.intervalMs)))}`;
     try {
-      res = await this.d.request({ path: `/api/v1/fetches/${encodeURIComponent(id)}/events`, method: 'GET', headersTimeout: 30_000, bodyTimeout: 0 });
+      res = await this.d.request({ path: `/api/v1/fetches/${encodeURIComponent(id)}/events${interval}`, method: 'GET', headersTimeout: 30_000, bodyTimeout: 0, ...(opts.signal ? { signal: opts.signal } : {}) });
     } catch (e) {
       throw new ShoalError('unavailable', `cannot reach shoald at ${this.where}: ${(e as Error).message}`);
     }

@@ -81,7 +81,7 @@ async function route(d: AdminDeps, req: IncomingMessage, res: ServerResponse) {
       return sendJson(res, 200, job.status());
     }
     if (m === 'DELETE' && id && !rest.length) return sendJson(res, 200, d.fetches.cancel(id).status());
-    if (m === 'GET' && id && rest.length === 1 && rest[0] === 'events') return fetchEvents(d, id, req, res);
+    if (m === 'GET' && id && rest.length === 1 && rest[0] === 'events') return fetchEvents(d, id, url, req, res);
   }
   if (what === 'artifacts') {
     if (m === 'GET' && !id) return sendJson(res, 200, { artifacts: await d.fetches.artifacts() });
@@ -193,10 +193,18 @@ async function events(d: AdminDeps, req: IncomingMessage, res: ServerResponse) {
   await send();
 }
 
-/** One fetch's progress as server-sent events until it ends; the last event carries the final state. */
-async function fetchEvents(d: AdminDeps, id: string, req: IncomingMessage, res: ServerResponse) {
+/**
+ * One fetch's progress as server-sent events until it ends; the last event
+ * carries the final state and is sent the moment the fetch ends, so an agent
+ * waiting on it learns at once. `?interval=MS` (50–5000, default 250) paces the progress events.
+ */
+async function fetchEvents(d: AdminDeps, id: string, url: URL, req: IncomingMessage, res: ServerResponse) {
   const job = d.fetches.get(id);
   if (!job) throw new ShoalError('not-found', `no fetch ${id}`);
+  const iv = url.searchParams.get('interval');
+  const intervalMs = iv === null ? 250 : Number(iv);
+  if (!Number.isInteger(intervalMs) || intervalMs < 50 || intervalMs > 5000) throw new ShoalError('bad-request', 'interval must be an integer from 50 to 5000 (ms)');
+  const ended = job.done.then(() => {}, () => {});
   res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
   let open = true;
   req.once('close', () => { open = false; });
@@ -206,7 +214,9 @@ async function fetchEvents(d: AdminDeps, id: string, req: IncomingMessage, res: 
     const terminal = st.state === 'done' || st.state === 'failed' || st.state === 'cancelled';
     res.write(`event: ${terminal ? st.state : 'progress'}\ndata: ${JSON.stringify({ ...st, peers })}\n\n`);
     if (terminal) break;
-    await new Promise((r) => setTimeout(r, 250));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([ended, new Promise((r) => { timer = setTimeout(r, intervalMs); })]);
+    clearTimeout(timer);
   }
   res.end();
 }

@@ -69,4 +69,22 @@ test('DELETE cancels a fetch in flight: its events end with "cancelled"', async 
   t.is(st.state, 'cancelled');
   t.is(st.error?.code, 'aborted');
   t.true(st.held < rel.size);
+  await t.throwsAsync(c.waitFetch(job.id), { code: 'aborted' }, 'waiting on a cancelled fetch ends with its error');
+  t.is((await fetch(`${daemons[0]!.api}/api/v1/fetches/${job.id}/events?interval=10`)).status, 400);
+});
+
+test('waitFetch hears the end of a fetch at once, not at its next progress tick', async (t) => {
+  const dir = await tmpDir(t);
+  const { rel } = await originWithRelease(t, dir, { size: 4 * MiB, bytesPerSec: 8 * MiB });
+  const { daemons } = await startSite(t, dir, 1, rel.trusted);
+  const c = daemons[0]!.client;
+  const job = await c.createFetch({ manifestUrl: rel.manifestUrl });
+  const ticks: number[] = [];
+  const s = await c.waitFetch(job.id, { intervalMs: 5000, onProgress: () => ticks.push(performance.now()) });
+  const heard = performance.now();
+  t.is(s.state, 'done');
+  // The transfer takes ~0.5 s, so with 5 s between progress events only the end can wake us early.
+  const finished = new Date(s.finishedAt!).getTime();
+  t.true(Date.now() - finished < 1000, `heard ${Date.now() - finished} ms after the end`);
+  t.true(heard - ticks[0]! < 4000, 'the final event came well before the next tick');
 });
