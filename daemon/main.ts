@@ -21,7 +21,7 @@ import { BlobStore } from './store/blob-store.js';
 import { PeerClient } from './swarm/peer-client.js';
 import { PeerTable } from './swarm/peer-table.js';
 import { Swarm } from './swarm/swarm.js';
-import { BufferPool } from './swarm/buffer-pool.js';
+import { BufferPool } from './buffer-pool.js';
 
 export interface Daemon {
   peerId: string;

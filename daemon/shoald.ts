@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=131072 node --initial-old-space-size=64
 import { reportError, stdio } from '../manifests/cli-kit.js';
 import { runDaemon } from './daemon-cli.js';
 

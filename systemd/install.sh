@@ -38,6 +38,7 @@ cp -a "$src/package.json" "$src/dashboard" "$stage/"
 (cd "$src" && find dist -name '*.js' -not -path 'dist/test/*' -not -path 'dist/bench/*') | while read -r f; do
   mkdir -p "$stage/$(dirname "$f")"; cp -a "$src/$f" "$stage/$f"
 done
+chmod 0755 "$stage/dist/daemon/shoald.js" "$stage/dist/agent-api/shoal.js"
 # Production dependencies only (no compiler, test runner or browser driver).
 (cd "$src" && npm ls --omit=dev --all --parseable 2>/dev/null) | grep '/node_modules/' | while read -r dep; do
   rel=${dep#"$src/node_modules/"}
@@ -53,7 +54,8 @@ rm -rf "$lib.old"
 mkdir -p "$bin"
 for cmd in shoal shoald; do
   entry=$([ "$cmd" = shoal ] && echo agent-api/shoal.js || echo daemon/shoald.js)
-  printf '#!/bin/sh\nexec node %s/lib/shoal/dist/%s "$@"\n' "$PREFIX" "$entry" > "$bin/$cmd.tmp"
+  # The entry point's own shebang carries the Node flags (daemon/node-flags.ts).
+  printf '#!/bin/sh\nexec %s/lib/shoal/dist/%s "$@"\n' "$PREFIX" "$entry" > "$bin/$cmd.tmp"
   chmod 0755 "$bin/$cmd.tmp"; mv "$bin/$cmd.tmp" "$bin/$cmd"
 done
 install -D -m 0644 "$src/systemd/shoal.service" "$unit"

@@ -4,6 +4,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { shebang } from '../daemon/node-flags.js';
 import { ROOT, tmpDir } from './helpers/fixtures.js';
 
 const hasAnalyze = spawnSync('sh', ['-c', 'command -v systemd-analyze']).status === 0;
@@ -82,9 +83,15 @@ test('install.sh lays out the release, is idempotent, keeps a changed config, an
   }
   t.false(first.some((l) => l.includes('node_modules/typescript/') || l.includes('node_modules/ava/') || l.includes('dist/test/')), 'no dev dependencies or tests shipped');
   t.true(first.some((l) => l.startsWith('usr/bin/shoald ') && l.endsWith(' 755')));
-  // The installed release runs on its own (production dependencies only).
-  const help = spawnSync(process.execPath, [path.join(dir, 'usr/lib/shoal/dist/agent-api/shoal.js'), '--help'], { encoding: 'utf8' });
-  t.is(help.status, 0, help.stderr);
+  // The installed release runs on its own (production dependencies only), through the
+  // entry points' shebangs, which carry the Node flags the wrappers rely on.
+  for (const entry of ['agent-api/shoal.js', 'daemon/shoald.js']) {
+    const file = path.join(dir, 'usr/lib/shoal/dist', entry);
+    t.is((await fs.readFile(file, 'utf8')).split('\n')[0], shebang(), `${entry} shebang`);
+    const help = spawnSync(file, ['--help'], { encoding: 'utf8' });
+    t.is(help.status, 0, help.stderr);
+  }
+  t.regex(await fs.readFile(path.join(dir, 'usr/bin/shoald'), 'utf8'), /^exec \/usr\/lib\/shoal\/dist\/daemon\/shoald\.js "\$@"$/m);
   r = await install(dir);
   t.is(r.status, 0);
   t.deepEqual(await tree(dir), first, 'a second install changes nothing');

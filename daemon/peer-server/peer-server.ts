@@ -12,7 +12,7 @@ import type { TokenBucket } from '../limits.js';
 import type { Logger } from '../log.js';
 import type { BlobStore } from '../store/blob-store.js';
 import type { LeaseCoordinator } from '../swarm/coordinator.js';
-import type { BufferPool } from '../swarm/buffer-pool.js';
+import type { BufferPool } from '../buffer-pool.js';
 import type { LeaseRequest } from '../swarm/peer-client.js';
 
 export const PROTOCOL_VERSION = 1;

@@ -10,7 +10,7 @@ import { createReadStream, promises as fs } from 'node:fs';
 import { EventEmitter } from 'node:events';
 import type { Readable } from 'node:stream';
 import { ShoalError, fromSystemError } from '../../manifests/errors.js';
-import { SequentialHasher } from './sequential-hasher.js';
+import { hashPool, type HashStream } from './hash-pool.js';
 
 export const COMPLETE_RECORD = 0xffffffff;
 
@@ -46,8 +46,10 @@ export class Blob extends EventEmitter {
   private journal: fs.FileHandle;
   private flushChain: Promise<void> = Promise.resolve();
   private writing = new Set<number>();
-  private hasher: SequentialHasher | undefined;
+  private hasher: HashStream | undefined;
   private prefix = 0;
+  /** Bytes [0, fedTo) are handed to the whole-blob hash stream (fed from memory or readable from the file). */
+  private fedTo = 0;
   private completing: Promise<void> | undefined;
   closed = false;
 
@@ -88,8 +90,9 @@ export class Blob extends EventEmitter {
   /** Starts following the verified prefix with the whole-blob hasher (after restore, before downloads). */
   startHashing() {
     if (this.complete || this.hasher || this.chunkCount === 0) return;
-    this.hasher = new SequentialHasher(this.dataPath);
+    this.hasher = hashPool.stream(this.dataPath);
     this.advancePrefix();
+    this.hasher.advance(this.prefix === this.chunkCount ? this.size : this.prefix * this.chunkSize);
   }
 
   bitmap(): Buffer {
@@ -115,14 +118,22 @@ export class Blob extends EventEmitter {
     if (this.failed) throw this.failed;
     if (!Number.isInteger(i) || i < 0 || i >= this.chunkCount) throw new ShoalError('bad-request', `chunk ${i} out of range`);
     if (data.length !== this.chunkLength(i)) throw new ShoalError('chunk-mismatch', `chunk ${i}: got ${data.length} bytes, expected ${this.chunkLength(i)}`);
-    if (createHash('sha256').update(data).digest('hex') !== this.chunks[i]) {
+    // Hashed on a pool thread when `data` is in shared memory (the download buffers are).
+    if ((await hashPool.digest(data)) !== this.chunks[i]) {
       throw new ShoalError('chunk-mismatch', `chunk ${i} of ${this.sha256.slice(0, 12)}: SHA-256 differs from the signed manifest`);
     }
+    if (this.closed) throw new ShoalError('aborted', 'blob was closed');
     if (this.have[i] || this.writing.has(i)) return 'already';
     this.writing.add(i);
     this.writers++;
+    const { start } = this.chunkRange(i);
+    // The next bytes the whole-blob hash needs: hashed from memory while the write runs.
+    let fed: Promise<void> | undefined;
+    if (this.hasher && start === this.fedTo) {
+      fed = this.hasher.feed(start, data).catch(() => {}); // if it cannot, the stream reads the file
+      this.fedTo = start + data.length;
+    }
     try {
-      const { start } = this.chunkRange(i);
       let off = 0;
       // At most 4 MiB per write() (chunks may be 64 MiB); smaller pieces measured slower through the thread pool.
       while (off < data.length) {
@@ -132,6 +143,7 @@ export class Blob extends EventEmitter {
     } catch (e) {
       throw fromSystemError(e, `writing chunk ${i} of blob ${this.sha256.slice(0, 12)}`);
     } finally {
+      await fed; // `data` may be reused once we return
       this.writing.delete(i);
       this.writers--;
     }
@@ -197,7 +209,9 @@ export class Blob extends EventEmitter {
     while (p < this.chunkCount && this.have[p]) p++;
     if (p !== this.prefix) {
       this.prefix = p;
-      this.hasher?.advance(p === this.chunkCount ? this.size : p * this.chunkSize);
+      const bytes = p === this.chunkCount ? this.size : p * this.chunkSize;
+      this.fedTo = Math.max(this.fedTo, bytes);
+      this.hasher?.advance(bytes);
     }
   }
 
@@ -220,7 +234,7 @@ export class Blob extends EventEmitter {
   private finishWhole(): Promise<void> {
     this.completing ??= (async () => {
       try {
-        const digest = this.chunkCount === 0 ? createHash('sha256').digest('hex') : await (this.hasher ??= new SequentialHasher(this.dataPath)).finish(this.size);
+        const digest = this.chunkCount === 0 ? createHash('sha256').digest('hex') : await (this.hasher ??= hashPool.stream(this.dataPath)).finish(this.size);
         this.hasher = undefined;
         if (digest !== this.sha256) {
           // Every chunk matched yet the whole does not: the manifest itself is inconsistent.

@@ -1,3 +1,4 @@
+import { copyInto } from '../buffer-pool.js';
 import type { Blob } from './blob.js';
 
 /**
@@ -27,7 +28,7 @@ export class ChunkAssembler {
     let off = 0;
     while (off < b.length && !this.done) {
       const take = Math.min(b.length - off, this.buf.length - this.filled);
-      b.copy(this.buf, this.filled, off, off + take);
+      copyInto(this.buf, b.subarray(off, off + take), this.filled);
       this.filled += take;
       off += take;
       if (this.filled === this.buf.length) {

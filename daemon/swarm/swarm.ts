@@ -7,7 +7,7 @@ import type { Logger } from '../log.js';
 import type { OriginClient } from '../origin/origin-client.js';
 import type { BlobStore } from '../store/blob-store.js';
 import type { BlobLayout } from '../store/blob.js';
-import { BufferPool } from './buffer-pool.js';
+import { BufferPool } from '../buffer-pool.js';
 import { LeaseCoordinator } from './coordinator.js';
 import { BlobDownload } from './downloader.js';
 import { coordinatorFor } from './hrw.js';

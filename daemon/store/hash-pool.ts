@@ -1,0 +1,159 @@
+/**
+ * SHA-256 off the main thread: a small, process-wide pool of hashing threads
+ * (see hash-worker.ts). Chunk checks of buffers in shared memory and the
+ * whole-blob streams run there, so the thread that serves peers and the API
+ * only moves bytes; on machines with more cores the two hash passes per byte
+ * run in parallel with the transfer. Threads start on first use and stop when
+ * idle, so an idle daemon holds none.
+ */
+import { createHash } from 'node:crypto';
+import os from 'node:os';
+import { Worker } from 'node:worker_threads';
+import type { HashReply, HashRequest } from './hash-worker.js';
+
+/** Below this a round trip to a thread costs more than hashing in place. */
+const INLINE_BYTES = 256 << 10;
+
+interface Slot {
+  worker: Worker;
+  /** Bytes queued for digest, to pick the least loaded thread. */
+  load: number;
+  streams: number;
+  pending: Map<number, { resolve(d: string): void; reject(e: Error): void; bytes: number }>;
+  idleTimer: NodeJS.Timeout | undefined;
+}
+
+export class HashPool {
+  private slots: (Slot | undefined)[];
+  private nextId = 1;
+
+  /** Default: one thread per core beyond the first, at most two (one per hash pass). */
+  constructor(readonly threads = Math.max(1, Math.min(2, os.availableParallelism() - 1)), private idleStopMs = 10_000) {
+    this.slots = new Array(threads).fill(undefined);
+  }
+
+  /** SHA-256 (hex) of `data`: on a pool thread when it lives in shared memory, else in place. */
+  digest(data: Buffer): Promise<string> {
+    if (!(data.buffer instanceof SharedArrayBuffer) || data.length < INLINE_BYTES) {
+      return Promise.resolve(createHash('sha256').update(data).digest('hex'));
+    }
+    // Least loaded, counting a whole-blob stream as a steady 64 MiB of work: keep chunk
+    // checks off the thread that hashes the whole blob, so the two passes run side by side.
+    const cost = (k: number) => (this.slots[k]?.load ?? 0) + (this.slots[k]?.streams ?? 0) * (64 << 20);
+    let best = 0;
+    for (let k = 1; k < this.slots.length; k++) if (cost(k) < cost(best)) best = k;
+    return this.call(best, data.length, (id) => ({ op: 'digest', id, ...shared(data) }));
+  }
+
+  /** A whole-file SHA-256 that follows a growing verified prefix of `file`. */
+  stream(file: string): HashStream {
+    let k = 0;
+    for (let j = 1; j < this.slots.length; j++) if ((this.slots[j]?.streams ?? 0) < (this.slots[k]?.streams ?? 0)) k = j;
+    const slot = this.slot(k);
+    slot.streams++;
+    const sid = this.nextId++;
+    slot.worker.postMessage({ op: 'open', sid, file } satisfies HashRequest);
+    let closed = false;
+    const close = () => {
+      if (closed) return;
+      closed = true;
+      slot.streams--;
+      if (this.slots[k] === slot) slot.worker.postMessage({ op: 'close', sid } satisfies HashRequest);
+      this.idleCheck(k);
+    };
+    return {
+      feed: async (pos, data) => {
+        if (closed || this.slots[k] !== slot || !(data.buffer instanceof SharedArrayBuffer)) return;
+        await this.call(k, data.length, (id) => ({ op: 'feed', sid, id, pos, ...shared(data) }));
+      },
+      advance: (upto) => { if (!closed && this.slots[k] === slot) slot.worker.postMessage({ op: 'advance', sid, upto } satisfies HashRequest); },
+      finish: async (size) => {
+        if (closed || this.slots[k] !== slot) throw new Error('hash stream is closed');
+        try {
+          return await this.call(k, 0, (id) => ({ op: 'finish', sid, id, size }));
+        } finally {
+          close();
+        }
+      },
+      close,
+    };
+  }
+
+  private call(k: number, bytes: number, msg: (id: number) => HashRequest): Promise<string> {
+    const slot = this.slot(k);
+    const id = this.nextId++;
+    slot.load += bytes;
+    return new Promise((resolve, reject) => {
+      slot.pending.set(id, { resolve, reject, bytes });
+      slot.worker.postMessage(msg(id));
+    });
+  }
+
+  private slot(k: number): Slot {
+    const existing = this.slots[k];
+    if (existing) {
+      if (existing.idleTimer) { clearTimeout(existing.idleTimer); existing.idleTimer = undefined; }
+      return existing;
+    }
+    const worker = new Worker(new URL('./hash-worker.js', import.meta.url));
+    worker.unref();
+    const slot: Slot = { worker, load: 0, streams: 0, pending: new Map(), idleTimer: undefined };
+    this.slots[k] = slot;
+    worker.on('message', (m: HashReply) => {
+      const p = slot.pending.get(m.id);
+      if (!p) return;
+      slot.pending.delete(m.id);
+      slot.load -= p.bytes;
+      if (m.error !== undefined) p.reject(new Error(m.error));
+      else p.resolve(m.digest!);
+      this.idleCheck(k);
+    });
+    // A dead thread fails what it held; the next call starts a fresh one.
+    const fail = (e: Error) => {
+      if (this.slots[k] === slot) this.slots[k] = undefined;
+      if (slot.idleTimer) clearTimeout(slot.idleTimer);
+      for (const p of slot.pending.values()) p.reject(e);
+      slot.pending.clear();
+    };
+    worker.on('error', fail);
+    worker.on('exit', (code) => fail(new Error(`hash thread exited (${code})`)));
+    return slot;
+  }
+
+  private idleCheck(k: number) {
+    const slot = this.slots[k];
+    if (!slot || slot.pending.size || slot.streams || slot.idleTimer) return;
+    slot.idleTimer = setTimeout(() => {
+      if (this.slots[k] !== slot || slot.pending.size || slot.streams) return;
+      this.slots[k] = undefined;
+      void slot.worker.terminate();
+    }, this.idleStopMs);
+    slot.idleTimer.unref();
+  }
+
+  /** Threads running now (for tests and metrics). */
+  get running(): number {
+    return this.slots.filter(Boolean).length;
+  }
+}
+
+function shared(data: Buffer) {
+  return { sab: data.buffer as SharedArrayBuffer, off: data.byteOffset, len: data.length };
+}
+
+export interface HashStream {
+  /**
+   * Verified bytes at `pos` in shared memory: hashed in place if they are the
+   * next the stream needs (else ignored; `advance` reads them from the file).
+   * Resolves when `data` may be reused.
+   */
+  feed(pos: number, data: Buffer): Promise<void>;
+  /** Bytes [0, upto) of the file are written and verified: hash on up to there. */
+  advance(upto: number): void;
+  /** The SHA-256 (hex) of the first `size` bytes, once they are hashed. */
+  finish(size: number): Promise<string>;
+  close(): void;
+}
+
+/** The pool every blob of this process uses. */
+export const hashPool = new HashPool();

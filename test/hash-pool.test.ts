@@ -1,0 +1,57 @@
+/** The hash pool: chunk digests off the main thread and whole-blob streams fed from memory or the file. */
+import test from 'ava';
+import { createHash, randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { copyInto } from '../daemon/buffer-pool.js';
+import { HashPool } from '../daemon/store/hash-pool.js';
+import { tmpDir } from './helpers/fixtures.js';
+
+const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+const shared = (b: Buffer) => { const s = Buffer.from(new SharedArrayBuffer(b.length)); copyInto(s, b, 0); return s; };
+
+test('digests match node:crypto for shared, private and small buffers, and threads stop when idle', async (t) => {
+  const pool = new HashPool(2, 200);
+  const big = randomBytes(3 << 20);
+  const inShared = shared(big);
+  t.is(await pool.digest(inShared), sha(big));
+  t.is(await pool.digest(inShared.subarray(12345, 12345 + (1 << 20))), sha(big.subarray(12345, 12345 + (1 << 20))));
+  t.is(await pool.digest(big), sha(big), 'a private buffer is hashed in place');
+  t.is(await pool.digest(Buffer.alloc(0)), sha(Buffer.alloc(0)));
+  const many = await Promise.all(Array.from({ length: 12 }, (_, i) => pool.digest(inShared.subarray(i * 256 << 10, (i + 1) * 256 << 10))));
+  t.deepEqual(many, Array.from({ length: 12 }, (_, i) => sha(big.subarray(i * 256 << 10, (i + 1) * 256 << 10))));
+  t.true(pool.running >= 1);
+  await new Promise((r) => setTimeout(r, 600));
+  t.is(pool.running, 0, 'idle threads are stopped');
+  t.is(await pool.digest(inShared), sha(big), 'and started again on demand');
+});
+
+test('a whole-file stream fed in order from memory, out of order from the file, gives the file hash', async (t) => {
+  const pool = new HashPool(1, 200);
+  const dir = await tmpDir(t);
+  const cs = 1 << 20;
+  const data = randomBytes(8 * cs + 1000);
+  const file = path.join(dir, 'blob.data');
+  await fs.writeFile(file, data);
+  const chunk = (i: number) => shared(data.subarray(i * cs, Math.min(data.length, (i + 1) * cs)));
+  const s = pool.stream(file);
+  await s.feed(0, chunk(0));
+  await s.feed(2 * cs, chunk(2)); // ahead of the stream: ignored, read from the file later
+  s.advance(2 * cs); // chunk 1 is read from the file
+  await s.feed(2 * cs, chunk(2)); // now next in line: hashed from memory
+  await s.feed(2 * cs, chunk(2)); // a repeat is ignored
+  t.is(await s.finish(data.length), sha(data));
+  await t.throwsAsync(s.finish(data.length), { message: /closed/ });
+
+  const short = pool.stream(file);
+  await t.throwsAsync(short.finish(data.length + 1), { message: /ended at/ }, 'a data file shorter than the blob is an error, not a digest');
+  const missing = pool.stream(path.join(dir, 'nope'));
+  await t.throwsAsync(missing.finish(10), { message: /ENOENT/ });
+});
+
+test('copyInto copies exactly the span into shared memory', (t) => {
+  const target = Buffer.from(new SharedArrayBuffer(16));
+  copyInto(target, Buffer.from('abcdef'), 5);
+  copyInto(target, Buffer.alloc(0), 2);
+  t.is(target.toString('latin1'), '\0\0\0\0\0abcdef\0\0\0\0\0');
+});
