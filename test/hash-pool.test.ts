@@ -24,6 +24,11 @@ test('digests match node:crypto for shared, private and small buffers, and threa
   await new Promise((r) => setTimeout(r, 600));
   t.is(pool.running, 0, 'idle threads are stopped');
   t.is(await pool.digest(inShared), sha(big), 'and started again on demand');
+  // A thread that dies with digests queued: they are done in place instead.
+  const dying = (pool as unknown as { slots: ({ worker: { terminate(): Promise<number> } } | undefined)[] }).slots.map((w) => w?.worker.terminate());
+  t.deepEqual(await Promise.all([pool.digest(inShared), pool.digest(inShared)]), [sha(big), sha(big)]);
+  await Promise.all(dying);
+  t.is(await pool.digest(inShared), sha(big), 'and the next call starts a fresh thread');
 });
 
 test('a whole-file stream fed in order from memory, out of order from the file, gives the file hash', async (t) => {

@@ -42,7 +42,9 @@ export class HashPool {
     const cost = (k: number) => (this.slots[k]?.load ?? 0) + (this.slots[k]?.streams ?? 0) * (64 << 20);
     let best = 0;
     for (let k = 1; k < this.slots.length; k++) if (cost(k) < cost(best)) best = k;
-    return this.call(best, data.length, (id) => ({ op: 'digest', id, ...shared(data) }));
+    // Should a thread die mid-way, the bytes are still here: hash them in place.
+    return this.call(best, data.length, (id) => ({ op: 'digest', id, ...shared(data) }))
+      .catch(() => createHash('sha256').update(data).digest('hex'));
   }
 
   /** A whole-file SHA-256 that follows a growing verified prefix of `file`. */
