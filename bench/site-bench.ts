@@ -161,12 +161,13 @@ export async function benchThroughput(): Promise<void> {
     const base: number[] = [];
     const shoal: number[] = [];
     let rssRecv = 0;
+    const warm = () => warmPageCache(dir, SIZE + 256 * MiB);
     for (let i = 0; i < RUNS; i++) {
       const out = path.join(dir, 'curl.out');
-      await warmPageCache(dir, SIZE + 256 * MiB);
+      await warm();
       base.push(await timeCommand('curl', ['-sf', '-o', out, baseUrl]));
       await fs.rm(out, { force: true });
-      const r = await transfer.fetchFresh(() => warmPageCache(dir, SIZE + 256 * MiB));
+      const r = await transfer.fetchFresh(warm);
       shoal.push(r.ms);
       rssRecv = Math.max(rssRecv, r.rssReceiver);
     }

@@ -90,9 +90,9 @@ export class Blob extends EventEmitter {
   /** Starts following the verified prefix with the whole-blob hasher (after restore, before downloads). */
   startHashing() {
     if (this.complete || this.hasher || this.chunkCount === 0) return;
+    this.advancePrefix(); // over the restored chunks
     this.hasher = hashPool.stream(this.dataPath);
-    this.advancePrefix();
-    this.hasher.advance(this.prefix === this.chunkCount ? this.size : this.prefix * this.chunkSize);
+    this.hasher.advance(this.prefixBytes);
   }
 
   bitmap(): Buffer {
@@ -209,10 +209,14 @@ export class Blob extends EventEmitter {
     while (p < this.chunkCount && this.have[p]) p++;
     if (p !== this.prefix) {
       this.prefix = p;
-      const bytes = p === this.chunkCount ? this.size : p * this.chunkSize;
-      this.fedTo = Math.max(this.fedTo, bytes);
-      this.hasher?.advance(bytes);
+      this.fedTo = Math.max(this.fedTo, this.prefixBytes);
+      this.hasher?.advance(this.prefixBytes);
     }
+  }
+
+  /** Length of the verified prefix, in bytes. */
+  private get prefixBytes(): number {
+    return this.prefix === this.chunkCount ? this.size : this.prefix * this.chunkSize;
   }
 
   /** Resolves when the blob is complete and its whole SHA-256 checked; rejects if it cannot be. */

@@ -34,23 +34,18 @@ export class HashPool {
 
   /** SHA-256 (hex) of `data`: on a pool thread when it lives in shared memory, else in place. */
   digest(data: Buffer): Promise<string> {
-    if (!(data.buffer instanceof SharedArrayBuffer) || data.length < INLINE_BYTES) {
-      return Promise.resolve(createHash('sha256').update(data).digest('hex'));
-    }
+    const inPlace = () => createHash('sha256').update(data).digest('hex');
+    if (!(data.buffer instanceof SharedArrayBuffer) || data.length < INLINE_BYTES) return Promise.resolve(inPlace());
     // Least loaded, counting a whole-blob stream as a steady 64 MiB of work: keep chunk
     // checks off the thread that hashes the whole blob, so the two passes run side by side.
-    const cost = (k: number) => (this.slots[k]?.load ?? 0) + (this.slots[k]?.streams ?? 0) * (64 << 20);
-    let best = 0;
-    for (let k = 1; k < this.slots.length; k++) if (cost(k) < cost(best)) best = k;
+    const k = this.leastBy((s) => (s?.load ?? 0) + (s?.streams ?? 0) * (64 << 20));
     // Should a thread die mid-way, the bytes are still here: hash them in place.
-    return this.call(best, data.length, (id) => ({ op: 'digest', id, ...shared(data) }))
-      .catch(() => createHash('sha256').update(data).digest('hex'));
+    return this.call(k, data.length, (id) => ({ op: 'digest', id, ...shared(data) })).catch(inPlace);
   }
 
   /** A whole-file SHA-256 that follows a growing verified prefix of `file`. */
   stream(file: string): HashStream {
-    let k = 0;
-    for (let j = 1; j < this.slots.length; j++) if ((this.slots[j]?.streams ?? 0) < (this.slots[k]?.streams ?? 0)) k = j;
+    const k = this.leastBy((s) => s?.streams ?? 0);
     const slot = this.slot(k);
     slot.streams++;
     const sid = this.nextId++;
@@ -79,6 +74,13 @@ export class HashPool {
       },
       close,
     };
+  }
+
+  /** The index of the slot (running or not) with the lowest cost. */
+  private leastBy(cost: (s: Slot | undefined) => number): number {
+    let best = 0;
+    for (let k = 1; k < this.slots.length; k++) if (cost(this.slots[k]) < cost(this.slots[best])) best = k;
+    return best;
   }
 
   private call(k: number, bytes: number, msg: (id: number) => HashRequest): Promise<string> {
