@@ -1,9 +1,9 @@
 /** Small helpers shared by the benchmarks: temp dirs, test data, medians, RSS. */
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, promises as fs } from 'node:fs';
+import { createWriteStream, promises as fs, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 
 export async function tempDir(prefix: string): Promise<string> {
   return fs.mkdtemp(path.join(os.tmpdir(), `shoal-bench-${prefix}-`));
@@ -31,14 +31,38 @@ export function median(xs: number[]): number {
 }
 
 export async function timeCommand(cmd: string, args: string[]): Promise<number> {
-  const t = performance.now();
-  await new Promise<void>((resolve, reject) => {
-    const p = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'] });
-    p.on('error', reject);
-    p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} exited ${code}`))));
-  });
-  return performance.now() - t;
+  return (await timeCommandCpu(cmd, args)).ms;
 }
 
 export const MiB = 1 << 20;
 export const fmt = (x: number, d = 2) => x.toFixed(d);
+
+const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+
+/** The stat fields after the command name (which may hold spaces): [0] is the state. */
+function statFields(text: string): string[] {
+  return text.slice(text.lastIndexOf(')') + 2).split(' ');
+}
+
+/** CPU seconds (user + system, all threads) a live process has used so far. */
+export function cpuSeconds(pid: number | undefined): number {
+  const f = statFields(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+}
+
+/** Runs a command; its wall time and the CPU seconds it (and its children) used. */
+export async function timeCommandCpu(cmd: string, args: string[]): Promise<{ ms: number; cpu: number }> {
+  // A shell runs it and then reads its own children's CPU totals (cutime, cstime).
+  const script = '"$@" || exit $?; read -r s < /proc/$$/stat; echo "$s"';
+  const t = performance.now();
+  const out = await new Promise<string>((resolve, reject) => {
+    const p = spawn('sh', ['-c', script, 'sh', cmd, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let text = '';
+    p.stdout.on('data', (d: Buffer) => { text += d.toString(); });
+    p.on('error', reject);
+    p.on('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`${cmd} exited ${code}`))));
+  });
+  const ms = performance.now() - t;
+  const f = statFields(out.trim().split('\n').pop()!);
+  return { ms, cpu: (Number(f[13]) + Number(f[14])) / CLK_TCK };
+}

@@ -5,12 +5,13 @@
  * - throughput: one daemon fetching from one peer vs curl from nginx;
  * - memory: peak RSS of both daemons as the artifact grows.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { promises as fs, readFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { originWithRelease, type Release } from '../test/helpers/release.js';
 import { peerAddresses, startShoald, startSite, waitForPeers, type RunningDaemon } from '../test/helpers/site.js';
-import { fmt, median, MiB, tempDir, timeCommand } from './lib.js';
+import { cpuSeconds, fmt, median, MiB, tempDir, timeCommand, timeCommandCpu } from './lib.js';
 
 type Teardown = { teardown(fn: () => unknown): void; run(): Promise<void> };
 
@@ -116,16 +117,19 @@ async function peerTransfer(dir: string, td: Teardown, rel: Release) {
   let k = 1;
   return {
     seed,
-    async fetchFresh(beforeTimed?: () => Promise<void>): Promise<{ ms: number; rssReceiver: number }> {
+    /** ms: wall time of the fetch; cpu: CPU seconds the receiver and the serving peer spent on it. */
+    async fetchFresh(beforeTimed?: () => Promise<void>): Promise<{ ms: number; rssReceiver: number; cpu: { receiver: number; seed: number } }> {
       const name = `leech${k}`;
       const d = await startShoald({ name, dir: path.join(dir, name), peer: addrs[k++]!, staticPeers: [addrs[0]!], trustedKeys: rel.trusted, config: { logLevel: 'warn' } });
       try {
         await waitForPeers([d], 1);
         await beforeTimed?.();
+        const [r0, s0] = [cpuSeconds(d.proc.pid), cpuSeconds(seed.proc.pid)];
         const ms = await fetchOn([d], rel.manifestUrl);
+        const cpu = { receiver: cpuSeconds(d.proc.pid) - r0, seed: cpuSeconds(seed.proc.pid) - s0 };
         const s = await d.client.getFetch((await d.client.createFetch({ manifestUrl: rel.manifestUrl })).id);
         if (s.bytes.origin !== 0) throw new Error('the receiver used the origin');
-        return { ms, rssReceiver: peakRssMiB(d.proc.pid) };
+        return { ms, rssReceiver: peakRssMiB(d.proc.pid), cpu };
       } finally {
         await d.client.close();
         await d.kill('SIGKILL');
@@ -146,6 +150,7 @@ export async function benchThroughput(): Promise<void> {
     const [nginxAddr] = await peerAddresses(1, 8080);
     let baseUrl = `${url}/${rel.rel}`;
     let baseName = 'curl from a node static server (nginx missing)';
+    let serverCpu = () => NaN; // the baseline server's CPU seconds so far (nginx's worker)
     if (nginx) {
       await fs.mkdir(path.join(dir, 'nginx-tmp'), { recursive: true });
       // nginx workers drop to an unprivileged user: let them read the files.
@@ -156,19 +161,28 @@ export async function benchThroughput(): Promise<void> {
       td.teardown(() => new Promise<void>((r) => { p.once('exit', () => r()); p.kill('SIGTERM'); }));
       baseUrl = `http://${nginxAddr}/${rel.rel}`;
       baseName = 'curl from nginx';
+      const worker = Number(execFileSync('pgrep', ['-P', String(p.pid)], { encoding: 'utf8' }).trim().split('\n')[0]);
+      serverCpu = () => cpuSeconds(worker);
     }
     const transfer = await peerTransfer(dir, td, rel);
     const base: number[] = [];
     const shoal: number[] = [];
+    const cpu = { curl: [] as number[], server: [] as number[], receiver: [] as number[], seed: [] as number[] };
     let rssRecv = 0;
     const warm = () => warmPageCache(dir, SIZE + 256 * MiB);
     for (let i = 0; i < RUNS; i++) {
       const out = path.join(dir, 'curl.out');
       await warm();
-      base.push(await timeCommand('curl', ['-sf', '-o', out, baseUrl]));
+      const n0 = serverCpu();
+      const c = await timeCommandCpu('curl', ['-sf', '-o', out, baseUrl]);
+      base.push(c.ms);
+      cpu.curl.push(c.cpu);
+      cpu.server.push(serverCpu() - n0);
       await fs.rm(out, { force: true });
       const r = await transfer.fetchFresh(warm);
       shoal.push(r.ms);
+      cpu.receiver.push(r.cpu.receiver);
+      cpu.seed.push(r.cpu.seed);
       rssRecv = Math.max(rssRecv, r.rssReceiver);
     }
     const mibs = (ms: number) => SIZE / MiB / (ms / 1000);
@@ -176,6 +190,9 @@ export async function benchThroughput(): Promise<void> {
     console.log(`  ${baseName.padEnd(44)} ${fmt(median(base), 0).padStart(6)} ms  ${fmt(mibs(median(base)), 0)} MiB/s  (written to disk)`);
     console.log(`  ${'shoald ← one peer (verify every chunk, fsync, whole hash)'.padEnd(44)} ${fmt(median(shoal), 0).padStart(6)} ms  ${fmt(mibs(median(shoal)), 0)} MiB/s`);
     console.log(`  ratio shoal/baseline: ${fmt(median(base) / median(shoal))}  (target ≥ 0.80)`);
+    // CPU is steadier than wall time on a shared VM, and says where the time goes.
+    const perGiB = (xs: number[]) => fmt(median(xs) / (SIZE / (1024 * MiB)));
+    console.log(`  CPU seconds per GiB (all threads; ${os.cpus().length} cores = ${os.cpus().length} s per wall second): curl ${perGiB(cpu.curl)} + server ${perGiB(cpu.server)}; shoald receiver ${perGiB(cpu.receiver)} + serving peer ${perGiB(cpu.seed)}`);
     console.log(`  peak RSS: receiver ${fmt(rssRecv, 0)} MiB, serving peer ${fmt(peakRssMiB(transfer.seed.proc.pid), 0)} MiB`);
   } finally {
     await td.run();

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=131072 node --initial-old-space-size=64
+#!/usr/bin/env -S MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=131072 node --expose-gc --liftoff-only
 import { reportError, stdio } from '../manifests/cli-kit.js';
 import { runDaemon } from './daemon-cli.js';
 

@@ -8,6 +8,7 @@
 import { Agent, interceptors, type Dispatcher } from 'undici';
 import { ShoalError } from '../../manifests/errors.js';
 import { discard } from '../http-util.js';
+import { received } from '../gc-pacer.js';
 import { Semaphore, sleep, TokenBucket } from '../limits.js';
 
 export interface OriginOptions {
@@ -118,6 +119,7 @@ export class OriginClient {
     try {
       for await (const raw of res.body as AsyncIterable<Buffer>) {
         this.opts.onBytes?.(raw.length);
+        received(raw.length);
         let b = raw;
         if (skip > 0) {
           const s = Math.min(skip, b.length);

@@ -7,6 +7,7 @@ import { Agent, type Dispatcher } from 'undici';
 import { ShoalError } from '../../manifests/errors.js';
 import { discard } from '../http-util.js';
 import { copyInto } from '../buffer-pool.js';
+import { received } from '../gc-pacer.js';
 
 export interface PeerInfo {
   peerId: string;
@@ -175,6 +176,7 @@ export class PeerClient {
           if (got + chunk.length > want) return finish(new ShoalError('peer-error', `${peer.url}: body longer than the ${want} bytes asked for`));
           copyInto(into, chunk, got);
           got += chunk.length;
+          received(chunk.length);
           lastByte = performance.now();
         },
         onResponseEnd: () => finish(got === want ? undefined : new ShoalError('peer-error', `${peer.url}: body of ${got} bytes, expected ${want}`)),

@@ -1,0 +1,43 @@
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { DAEMON_NODE_FLAGS } from '../daemon/node-flags.js';
+
+const PACER = fileURLToPath(new URL('../daemon/gc-pacer.js', import.meta.url));
+
+/** Runs a module script in a Node started with the daemon's flags; returns its JSON output. */
+function runWithDaemonFlags(script: string, flags: readonly string[] = DAEMON_NODE_FLAGS): Record<string, number> {
+  const r = spawnSync(process.execPath, [...flags, '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+  if (r.status !== 0) throw new Error(`child failed: ${r.stderr}`);
+  return JSON.parse(r.stdout) as Record<string, number>;
+}
+
+// Dead 1 MiB buffers (outside the JS heap, like socket reads), then bytes reported in steps:
+// nothing may be collected before a full step, and the step's scavenge must free them.
+const SCRIPT = `
+import { received, GC_STEP_BYTES } from ${JSON.stringify(PACER)};
+const MiB = 1 << 20;
+const ab = () => process.memoryUsage().arrayBuffers;
+for (let i = 0; i < 24; i++) Buffer.allocUnsafeSlow(MiB).fill(i);
+const before = ab();
+for (let n = 0; n < GC_STEP_BYTES - MiB; n += MiB) received(MiB);
+const short = ab();
+received(MiB);
+let after = ab();
+for (let t = 0; t < 100 && after > before - 16 * MiB; t++) { await new Promise((r) => setTimeout(r, 10)); after = ab(); }
+console.log(JSON.stringify({ before: before / MiB, short: short / MiB, after: after / MiB, exposed: typeof globalThis.gc === 'function' ? 1 : 0 }));
+`;
+
+test('with the daemon flags, a step of received bytes scavenges the dead buffers', (t) => {
+  const r = runWithDaemonFlags(SCRIPT);
+  t.is(r.exposed, 1, 'the daemon flags expose gc');
+  t.true(r.before! >= 24, `24 MiB of dead buffers pending (${r.before} MiB)`);
+  t.true(r.short! >= r.before! - 1, `no GC before a full step (${r.before} → ${r.short} MiB)`);
+  t.true(r.after! <= r.before! - 16, `the step's scavenge freed them (${r.before} → ${r.after} MiB)`);
+});
+
+test('without --expose-gc the pacer does nothing and does not throw', (t) => {
+  const r = runWithDaemonFlags(SCRIPT.replace(/for \(let t = 0; t < 100/, 'for (let t = 0; t < 0'), []);
+  t.is(r.exposed, 0);
+  t.true(r.after! >= r.before! - 1, `nothing collected (${r.before} → ${r.after} MiB)`);
+});
