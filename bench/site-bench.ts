@@ -5,7 +5,7 @@
  * - throughput: one daemon fetching from one peer vs curl from nginx;
  * - memory: peak RSS of both daemons as the artifact grows.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { promises as fs, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -161,8 +161,9 @@ export async function benchThroughput(): Promise<void> {
       td.teardown(() => new Promise<void>((r) => { p.once('exit', () => r()); p.kill('SIGTERM'); }));
       baseUrl = `http://${nginxAddr}/${rel.rel}`;
       baseName = 'curl from nginx';
-      const worker = Number(execFileSync('pgrep', ['-P', String(p.pid)], { encoding: 'utf8' }).trim().split('\n')[0]);
-      serverCpu = () => cpuSeconds(worker);
+      // nginx's one worker process does the serving; without it the CPU column reads NaN.
+      const worker = Number(spawnSync('pgrep', ['-P', String(p.pid)], { encoding: 'utf8' }).stdout.trim().split('\n')[0]);
+      if (worker > 0) serverCpu = () => cpuSeconds(worker);
     }
     const transfer = await peerTransfer(dir, td, rel);
     const base: number[] = [];
