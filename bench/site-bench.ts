@@ -193,7 +193,8 @@ export async function benchThroughput(): Promise<void> {
     console.log(`  ratio shoal/baseline: ${fmt(median(base) / median(shoal))}  (target ≥ 0.80)`);
     // CPU is steadier than wall time on a shared VM, and says where the time goes.
     const perGiB = (xs: number[]) => fmt(median(xs) / (SIZE / (1024 * MiB)));
-    console.log(`  CPU seconds per GiB (all threads; ${os.cpus().length} cores = ${os.cpus().length} s per wall second): curl ${perGiB(cpu.curl)} + server ${perGiB(cpu.server)}; shoald receiver ${perGiB(cpu.receiver)} + serving peer ${perGiB(cpu.seed)}`);
+    const cores = os.cpus().length;
+    console.log(`  CPU seconds per GiB (all threads; ${cores} cores = ${cores} s per wall second): curl ${perGiB(cpu.curl)} + server ${perGiB(cpu.server)}; shoald receiver ${perGiB(cpu.receiver)} + serving peer ${perGiB(cpu.seed)}`);
     console.log(`  peak RSS: receiver ${fmt(rssRecv, 0)} MiB, serving peer ${fmt(peakRssMiB(transfer.seed.proc.pid), 0)} MiB`);
   } finally {
     await td.run();

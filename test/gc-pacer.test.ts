@@ -24,7 +24,9 @@ for (let n = 0; n < GC_STEP_BYTES - MiB; n += MiB) received(MiB);
 const short = ab();
 received(MiB);
 let after = ab();
-for (let t = 0; t < 100 && after > before - 16 * MiB; t++) { await new Promise((r) => setTimeout(r, 10)); after = ab(); }
+// Without gc there is nothing to wait for.
+const waits = typeof globalThis.gc === 'function' ? 100 : 0;
+for (let t = 0; t < waits && after > before - 16 * MiB; t++) { await new Promise((r) => setTimeout(r, 10)); after = ab(); }
 console.log(JSON.stringify({ before: before / MiB, short: short / MiB, after: after / MiB, exposed: typeof globalThis.gc === 'function' ? 1 : 0 }));
 `;
 
@@ -37,7 +39,7 @@ test('with the daemon flags, a step of received bytes scavenges the dead buffers
 });
 
 test('without --expose-gc the pacer does nothing and does not throw', (t) => {
-  const r = runWithDaemonFlags(SCRIPT.replace(/for \(let t = 0; t < 100/, 'for (let t = 0; t < 0'), []);
+  const r = runWithDaemonFlags(SCRIPT, []);
   t.is(r.exposed, 0);
   t.true(r.after! >= r.before! - 1, `nothing collected (${r.before} → ${r.after} MiB)`);
 });
