@@ -22,6 +22,7 @@ import { PeerClient } from './swarm/peer-client.js';
 import { PeerTable } from './swarm/peer-table.js';
 import { Swarm } from './swarm/swarm.js';
 import { BufferPool } from './buffer-pool.js';
+import { hashingEngine } from './store/sha256-pair.js';
 
 export interface Daemon {
   peerId: string;
@@ -145,7 +146,7 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
   jobs.start();
   ready = true;
   notifySystemd(log);
-  log.notice('shoald ready', { peerId: state.peerId, peerPort, adminPort, site: config.siteId, cacheDir: config.cacheDir });
+  log.notice('shoald ready', { peerId: state.peerId, peerPort, adminPort, site: config.siteId, cacheDir: config.cacheDir, hashing: hashingEngine });
 
   let stopping: Promise<void> | undefined;
   return {

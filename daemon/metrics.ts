@@ -5,6 +5,7 @@
  * One registry per daemon, so several daemons can share a process (the demo).
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { hashPool } from './store/hash-pool.js';
 import { SOFTWARE } from './peer-server/peer-server.js';
 
 export type Source = 'origin' | 'peer';
@@ -68,6 +69,11 @@ export class Metrics {
     new Gauge({ name: 'shoal_cache_bytes', help: 'Bytes of blobs in the cache.', registers: r, collect() { this.set(src.cacheBytes()); } });
     new Gauge({ name: 'shoal_cache_capacity_bytes', help: 'Cache budget (cacheMaxBytes).', registers: r, collect() { this.set(src.cacheCapacity()); } });
     this.cacheEvictions = new Counter({ name: 'shoal_cache_evictions_total', help: 'Blobs evicted from the cache.', registers: r });
+    let pairedSeen = 0;
+    new Counter({
+      name: 'shoal_hash_paired_bytes_total', help: 'Bytes whose chunk check and whole-blob hash ran as one pass (native hasher); the rest are hashed twice.', registers: r,
+      collect() { const now = hashPool.pairedBytes; this.inc(now - pairedSeen); pairedSeen = now; },
+    });
     new Gauge({ name: 'shoal_build_info', help: 'Build information (always 1).', labelNames: ['version', 'node_version'], registers: r })
       .set({ version: SOFTWARE.split('/')[1]!, node_version: process.version }, 1);
     for (const s of ['origin', 'peer'] as const) { this.downloadBytes.inc({ source: s }, 0); this.verifyFailures.inc({ source: s }, 0); }

@@ -35,7 +35,7 @@ stage="$lib.new.$$"
 rm -rf "$stage"
 mkdir -p "$stage/node_modules"
 cp -a "$src/package.json" "$src/dashboard" "$stage/"
-(cd "$src" && find dist -name '*.js' -not -path 'dist/test/*' -not -path 'dist/bench/*') | while read -r f; do
+(cd "$src" && find dist \( -name '*.js' -o -name '*.node' \) -not -path 'dist/test/*' -not -path 'dist/bench/*') | while read -r f; do
   mkdir -p "$stage/$(dirname "$f")"; cp -a "$src/$f" "$stage/$f"
 done
 chmod 0755 "$stage/dist/daemon/shoald.js" "$stage/dist/agent-api/shoal.js"

@@ -83,6 +83,14 @@ test('install.sh lays out the release, is idempotent, keeps a changed config, an
   }
   t.false(first.some((l) => l.includes('node_modules/typescript/') || l.includes('node_modules/ava/') || l.includes('dist/test/')), 'no dev dependencies or tests shipped');
   t.true(first.some((l) => l.startsWith('usr/bin/shoald ') && l.endsWith(' 755')));
+  // The native hasher, when this build has one, ships with the release and loads from there.
+  const addon = 'dist/daemon/native/sha256-pair.node';
+  const built = await fs.stat(path.join(ROOT, addon)).then(() => true, () => false);
+  t.is(first.some((l) => l.startsWith(`usr/lib/shoal/${addon} `)), built, 'the native hasher is installed exactly when it was built');
+  if (built) {
+    const probe = spawnSync(process.execPath, ['--input-type=module', '-e', `import { hashingEngine } from '${path.join(dir, 'usr/lib/shoal/dist/daemon/store/sha256-pair.js')}'; console.log(hashingEngine)`], { encoding: 'utf8' });
+    t.regex(probe.stdout, /sha256-pair/, probe.stderr);
+  }
   // The installed release runs on its own (production dependencies only), through the
   // entry points' shebangs, which carry the Node flags the wrappers rely on.
   for (const entry of ['agent-api/shoal.js', 'daemon/shoald.js']) {

@@ -24,6 +24,8 @@ export interface BlobLayout {
 const FLUSH_BYTES = 16 << 20;
 const FLUSH_DELAY_MS = 50;
 const WRITE_PIECE = 4 << 20;
+/** Longest a chunk waits for the ones before it to land (see pairTurn): about what 4 MiB takes at 40 MiB/s. */
+const PAIR_WAIT_MS = 100;
 
 export class Blob extends EventEmitter {
   readonly sha256: string;
@@ -50,6 +52,10 @@ export class Blob extends EventEmitter {
   private prefix = 0;
   /** Bytes [0, fedTo) are handed to the whole-blob hash stream (fed from memory or readable from the file). */
   private fedTo = 0;
+  /** Chunks waiting for the whole-blob hash to reach them (see pairTurn), by start offset. */
+  private pairWaiters = new Map<number, () => void>();
+  /** Chunks a download of this process is receiving now (the downloader keeps this set). */
+  readonly arriving = new Set<number>();
   private completing: Promise<void> | undefined;
   closed = false;
 
@@ -118,20 +124,32 @@ export class Blob extends EventEmitter {
     if (this.failed) throw this.failed;
     if (!Number.isInteger(i) || i < 0 || i >= this.chunkCount) throw new ShoalError('bad-request', `chunk ${i} out of range`);
     if (data.length !== this.chunkLength(i)) throw new ShoalError('chunk-mismatch', `chunk ${i}: got ${data.length} bytes, expected ${this.chunkLength(i)}`);
+    const { start } = this.chunkRange(i);
     // Hashed on a pool thread when `data` is in shared memory (the download buffers are).
-    if ((await hashPool.digest(data)) !== this.chunks[i]) {
+    // In order, with the native hasher, the whole-blob hash takes the bytes in the same pass.
+    let paired = false;
+    let digest: string;
+    if (this.hasher?.pairs && start > this.fedTo && !this.have[i]) await this.pairTurn(start);
+    if (this.hasher?.pairs && start === this.fedTo && !this.have[i]) {
+      ({ digest, fed: paired } = await this.hasher.check(start, data, this.chunks[i]!));
+      // Taken: the next chunk, if it is waiting, pairs too. Not taken (bad bytes, or the
+      // stream was elsewhere): the stream reads these bytes from the file later.
+      if (paired) this.setFedTo(Math.max(this.fedTo, start + data.length));
+    } else {
+      digest = await hashPool.digest(data);
+    }
+    if (digest !== this.chunks[i]) {
       throw new ShoalError('chunk-mismatch', `chunk ${i} of ${this.sha256.slice(0, 12)}: SHA-256 differs from the signed manifest`);
     }
     if (this.closed) throw new ShoalError('aborted', 'blob was closed');
     if (this.have[i] || this.writing.has(i)) return 'already';
     this.writing.add(i);
     this.writers++;
-    const { start } = this.chunkRange(i);
     // The next bytes the whole-blob hash needs: hashed from memory while the write runs.
     let fed: Promise<void> | undefined;
-    if (this.hasher && start === this.fedTo) {
+    if (!paired && this.hasher && start === this.fedTo) {
       fed = this.hasher.feed(start, data).catch(() => {}); // if it cannot, the stream reads the file
-      this.fedTo = start + data.length;
+      this.setFedTo(start + data.length);
     }
     try {
       let off = 0;
@@ -209,9 +227,34 @@ export class Blob extends EventEmitter {
     while (p < this.chunkCount && this.have[p]) p++;
     if (p !== this.prefix) {
       this.prefix = p;
-      this.fedTo = Math.max(this.fedTo, this.prefixBytes);
+      this.setFedTo(Math.max(this.fedTo, this.prefixBytes));
       this.hasher?.advance(this.prefixBytes);
     }
+  }
+
+  private setFedTo(v: number) {
+    this.fedTo = v;
+    for (const [start, wake] of this.pairWaiters) if (start <= v) wake();
+  }
+
+  /**
+   * Chunks from concurrent requests land in any order; one that lands just
+   * ahead of the whole-blob hash waits a moment for the chunks before it, so
+   * that its check can pair with the whole-blob pass instead of the stream
+   * reading it back from the file and hashing it a second time. It waits
+   * only when every chunk before it is held or on its way here, and then at
+   * most PAIR_WAIT_MS.
+   */
+  private pairTurn(start: number): Promise<void> {
+    if (this.pairWaiters.has(start)) return Promise.resolve();
+    for (let c = Math.floor(this.fedTo / this.chunkSize); c * this.chunkSize < start; c++) {
+      if (!this.have[c] && !this.arriving.has(c)) return Promise.resolve();
+    }
+    return new Promise<void>((resolve) => {
+      const wake = () => { clearTimeout(timer); this.pairWaiters.delete(start); resolve(); };
+      const timer = setTimeout(wake, PAIR_WAIT_MS);
+      this.pairWaiters.set(start, wake);
+    });
   }
 
   /** Length of the verified prefix, in bytes. */
@@ -308,6 +351,7 @@ export class Blob extends EventEmitter {
     // Make what was written durable and recorded before the files close.
     await this.flushNow().catch(() => {});
     this.closed = true;
+    for (const wake of this.pairWaiters.values()) wake();
     this.hasher?.close();
     await this.flushChain.catch(() => {});
     this.emit('change', this.seq);

@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { HashReply, HashRequest } from './hash-worker.js';
+import { sha256Pair } from './sha256-pair.js';
 
 /** Below this a round trip to a thread costs more than hashing in place. */
 const INLINE_BYTES = 256 << 10;
@@ -19,13 +20,15 @@ interface Slot {
   /** Bytes queued for digest, to pick the least loaded thread. */
   load: number;
   streams: number;
-  pending: Map<number, { resolve(d: string): void; reject(e: Error): void; bytes: number }>;
+  pending: Map<number, { resolve(r: HashReply): void; reject(e: Error): void; bytes: number }>;
   idleTimer: NodeJS.Timeout | undefined;
 }
 
 export class HashPool {
   private slots: (Slot | undefined)[];
   private nextId = 1;
+  /** Bytes whose chunk check also advanced a whole-blob hash, in one pass (native hasher). */
+  pairedBytes = 0;
 
   /** Default: one thread per core beyond the first, at most two (one per hash pass). */
   constructor(readonly threads = Math.max(1, Math.min(2, os.availableParallelism() - 1)), private idleStopMs = 10_000) {
@@ -40,7 +43,7 @@ export class HashPool {
     // checks off the thread that hashes the whole blob, so the two passes run side by side.
     const k = this.leastBy((s) => (s?.load ?? 0) + (s?.streams ?? 0) * (64 << 20));
     // Should a thread die mid-way, the bytes are still here: hash them in place.
-    return this.call(k, data.length, (id) => ({ op: 'digest', id, ...shared(data) })).catch(inPlace);
+    return this.call(k, data.length, (id) => ({ op: 'digest', id, ...shared(data) })).then((r) => r.digest!, inPlace);
   }
 
   /** A whole-file SHA-256 that follows a growing verified prefix of `file`. */
@@ -63,11 +66,18 @@ export class HashPool {
         if (closed || this.slots[k] !== slot || !(data.buffer instanceof SharedArrayBuffer)) return;
         await this.call(k, data.length, (id) => ({ op: 'feed', sid, id, pos, ...shared(data) }));
       },
+      pairs: !!sha256Pair,
+      check: async (pos, data, expect) => {
+        if (closed || this.slots[k] !== slot || !(data.buffer instanceof SharedArrayBuffer)) return { digest: await this.digest(data), fed: false };
+        const r = await this.call(k, data.length, (id) => ({ op: 'check', sid, id, pos, expect, ...shared(data) }));
+        if (r.fed) this.pairedBytes += data.length;
+        return { digest: r.digest!, fed: !!r.fed };
+      },
       advance: (upto) => { if (!closed && this.slots[k] === slot) slot.worker.postMessage({ op: 'advance', sid, upto } satisfies HashRequest); },
       finish: async (size) => {
         if (closed || this.slots[k] !== slot) throw new Error('hash stream is closed');
         try {
-          return await this.call(k, 0, (id) => ({ op: 'finish', sid, id, size }));
+          return (await this.call(k, 0, (id) => ({ op: 'finish', sid, id, size }))).digest!;
         } finally {
           close();
         }
@@ -83,7 +93,7 @@ export class HashPool {
     return best;
   }
 
-  private call(k: number, bytes: number, msg: (id: number) => HashRequest): Promise<string> {
+  private call(k: number, bytes: number, msg: (id: number) => HashRequest): Promise<HashReply> {
     const slot = this.slot(k);
     const id = this.nextId++;
     slot.load += bytes;
@@ -109,7 +119,7 @@ export class HashPool {
       slot.pending.delete(m.id);
       slot.load -= p.bytes;
       if (m.error !== undefined) p.reject(new Error(m.error));
-      else p.resolve(m.digest!);
+      else p.resolve(m);
       this.idleCheck(k);
     });
     // A dead thread fails what it held; the next call starts a fresh one.
@@ -152,6 +162,14 @@ export interface HashStream {
    * Resolves when `data` may be reused.
    */
   feed(pos: number, data: Buffer): Promise<void>;
+  /** True when `check` verifies and feeds in one pass (the native hasher is loaded). */
+  readonly pairs: boolean;
+  /**
+   * The chunk check of `data` (at `pos`) and, if its digest equals `expect`
+   * and these are the next bytes the stream needs, the stream takes them in
+   * the same pass (`fed`). Resolves when `data` may be reused.
+   */
+  check(pos: number, data: Buffer, expect: string): Promise<{ digest: string; fed: boolean }>;
   /** Bytes [0, upto) of the file are written and verified: hash on up to there. */
   advance(upto: number): void;
   /** The SHA-256 (hex) of the first `size` bytes, once they are hashed. */

@@ -38,7 +38,10 @@ export class BlobDownload extends EventEmitter {
   error: ShoalError | undefined;
   readonly done: Promise<void>;
 
-  private inflight = new Set<number>();
+  /** Chunks being received now; kept on the blob, whose hash pairing looks at it. */
+  private get inflight(): Set<number> {
+    return this.blob.arriving;
+  }
   private perPeer = new Map<string, number>();
   private peerHave = new Map<string, Uint8Array>();
   /** Peers whose have-map (or "don't have it") we heard at least once. */

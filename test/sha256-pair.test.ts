@@ -1,0 +1,120 @@
+/**
+ * The native paired hasher against OpenSSL, and its use by the hash pool and
+ * the blob: a chunk check that also advances the whole-blob hash must give
+ * exactly OpenSSL's digests, and bad bytes must never reach the whole hash.
+ */
+import test from 'ava';
+import fc from 'fast-check';
+import { createHash, randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { copyInto } from '../daemon/buffer-pool.js';
+import { BlobStore } from '../daemon/store/blob-store.js';
+import { HashPool, hashPool } from '../daemon/store/hash-pool.js';
+import { hashingEngine, newContext, sha256Pair } from '../daemon/store/sha256-pair.js';
+import { fileEntry, tmpDir } from './helpers/fixtures.js';
+
+const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+const shared = (b: Buffer) => { const s = Buffer.from(new SharedArrayBuffer(b.length)); copyInto(s, b, 0); return s; };
+const MiB = 1 << 20;
+
+// Without it the daemon hashes with OpenSSL; the pool and blob tests below still run on that path.
+const native = sha256Pair;
+const why = process.env.SHOAL_NATIVE === '0' ? 'SHOAL_NATIVE=0' : 'not built (no C compiler at build time) or no x86 SHA extensions on this CPU';
+if (!native) console.log(`sha256-pair: native hasher unavailable (${why}); testing the OpenSSL path only`);
+const nativeTest = native ? test : test.skip;
+
+nativeTest('pair, update and digest give OpenSSL\'s digests for any data split any way', (t) => {
+  const p = native!;
+  fc.assert(fc.property(
+    fc.uint8Array({ maxLength: 4096 }),
+    fc.array(fc.tuple(fc.nat(700), fc.boolean()), { maxLength: 12 }),
+    (bytes, cuts) => {
+      const data = Buffer.from(bytes);
+      const ctx = newContext(p);
+      let pos = 0;
+      for (const [len, pair] of [...cuts, [data.length, true] as [number, boolean]]) {
+        const piece = data.subarray(pos, Math.min(data.length, pos + len));
+        if (pair) {
+          if (p.pair(ctx, piece).toString('hex') !== sha(piece)) return false;
+        } else {
+          p.update(ctx, piece);
+        }
+        pos += piece.length;
+        if (p.digest(ctx).toString('hex') !== sha(data.subarray(0, pos))) return false; // digest leaves ctx as it was
+      }
+      return pos === data.length;
+    },
+  ), { numRuns: 300 });
+  // Large, block-aligned pairs over shared memory: the path downloads take.
+  const big = shared(randomBytes(4 * MiB + 64));
+  const ctx = newContext(p);
+  t.is(p.pair(ctx, big.subarray(0, 4 * MiB)).toString('hex'), sha(big.subarray(0, 4 * MiB)));
+  t.is(p.pair(ctx, big.subarray(4 * MiB)).toString('hex'), sha(big.subarray(4 * MiB)));
+  t.is(p.digest(ctx).toString('hex'), sha(big));
+  t.regex(hashingEngine, /sha256-pair/);
+});
+
+nativeTest('a bad context or argument is a thrown error, not a crash', (t) => {
+  const p = native!;
+  t.throws(() => p.update(new Uint8Array(8), Buffer.alloc(1)), { instanceOf: TypeError, message: /context/ });
+  t.throws(() => p.pair(new Uint8Array(new ArrayBuffer(p.contextBytes + 1), 1, p.contextBytes), Buffer.alloc(1)), { instanceOf: TypeError, message: /aligned/ });
+  t.throws(() => p.pair(newContext(p), 'text' as unknown as Uint8Array), { instanceOf: TypeError, message: /Uint8Array/ });
+  t.throws(() => (p.digest as unknown as () => void)(), { instanceOf: TypeError, message: /missing/ });
+});
+
+test('stream.check: in-order chunks pair, bad bytes never enter the whole hash, the rest is read from the file', async (t) => {
+  const pool = new HashPool(1, 200);
+  const dir = await tmpDir(t);
+  const cs = MiB;
+  const data = randomBytes(4 * cs + 1000);
+  const file = path.join(dir, 'blob.data');
+  await fs.writeFile(file, data);
+  const chunk = (i: number) => shared(data.subarray(i * cs, Math.min(data.length, (i + 1) * cs)));
+  const s = pool.stream(file);
+  t.is(s.pairs, !!native);
+  const bad = chunk(0);
+  bad[7] ^= 1;
+  t.deepEqual(await s.check(0, bad, sha(chunk(0))), { digest: sha(bad), fed: false }, 'a corrupt chunk gets its real digest and is not fed');
+  t.deepEqual(await s.check(0, chunk(0), sha(chunk(0))), { digest: sha(chunk(0)), fed: !!native });
+  t.deepEqual(await s.check(2 * cs, chunk(2), sha(chunk(2))), { digest: sha(chunk(2)), fed: false }, 'ahead of the stream: checked, not fed');
+  if (!native) s.advance(cs); // the OpenSSL path takes chunk 0 from the file
+  t.deepEqual(await s.check(cs, chunk(1), sha(chunk(1))), { digest: sha(chunk(1)), fed: !!native });
+  s.advance(3 * cs); // chunk 2 comes from the file
+  t.deepEqual(await s.check(3 * cs, chunk(3), sha(chunk(3))), { digest: sha(chunk(3)), fed: !!native });
+  t.deepEqual(await s.check(4 * cs, chunk(4), sha(chunk(4))), { digest: sha(chunk(4)), fed: !!native }, 'a short last chunk pairs too');
+  t.is(await s.finish(data.length), sha(data));
+  t.is(pool.pairedBytes, native ? data.length - cs : 0, 'all but chunk 2');
+});
+
+test('a blob verifies chunks landing out of order, pairing them when the ones before are on their way', async (t) => {
+  const dir = await tmpDir(t);
+  const data = randomBytes(4 * MiB + 123);
+  const e = fileEntry('x', data, MiB);
+  const layout = { sha256: e.sha256, size: e.size, chunkSize: MiB, chunks: e.chunks };
+  const part = (i: number) => shared(data.subarray(i * MiB, Math.min(data.length, (i + 1) * MiB)));
+  const store = await BlobStore.open(dir, 100 * MiB);
+  t.teardown(() => store.close());
+  const blob = await store.ensure(layout);
+  blob.startHashing();
+  const before = hashPool.pairedBytes;
+  // Chunks 0-2 are "being received"; 2 and 1 land first and wait for 0.
+  for (const i of [0, 1, 2]) blob.arriving.add(i);
+  const bad0 = part(0);
+  bad0[0] ^= 1;
+  const late = [blob.writeChunk(2, part(2)), blob.writeChunk(1, part(1))];
+  await new Promise((r) => setTimeout(r, 20));
+  t.is(blob.heldCount, 0, 'chunks 1 and 2 wait for chunk 0');
+  await t.throwsAsync(blob.writeChunk(0, bad0), { message: /SHA-256 differs/ });
+  t.is(await blob.writeChunk(0, part(0)), 'stored');
+  t.deepEqual(await Promise.all(late), ['stored', 'stored']);
+  blob.arriving.clear();
+  // Chunk 3 is not on its way: chunk 4 goes ahead at once, unpaired, and the stream reads it back.
+  const t0 = performance.now();
+  t.is(await blob.writeChunk(4, part(4)), 'stored');
+  t.true(performance.now() - t0 < 90, 'no wait for a chunk nobody is receiving');
+  t.is(await blob.writeChunk(3, part(3)), 'stored');
+  await blob.whenComplete();
+  t.true(blob.complete, 'whole-blob SHA-256 matches: the corrupt chunk never reached it');
+  t.is(hashPool.pairedBytes - before, native ? 4 * MiB : 0);
+});
