@@ -10,6 +10,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { copyInto } from '../daemon/buffer-pool.js';
 import { BlobStore } from '../daemon/store/blob-store.js';
+import { Blob } from '../daemon/store/blob.js';
 import { HashPool, hashPool } from '../daemon/store/hash-pool.js';
 import { hashingEngine, newContext, sha256Pair } from '../daemon/store/sha256-pair.js';
 import { fileEntry, tmpDir } from './helpers/fixtures.js';
@@ -96,6 +97,8 @@ test('a blob verifies chunks landing out of order, pairing them when the ones be
   const store = await BlobStore.open(dir, 100 * MiB);
   t.teardown(() => store.close());
   const blob = await store.ensure(layout);
+  // Long enough that a loaded machine cannot turn a wait into a timeout (the daemon's is 100 ms).
+  Blob.pairWaitMs = 10_000;
   blob.startHashing();
   const before = hashPool.pairedBytes;
   // Chunks 0-2 are "being received"; 2 and 1 land first and wait for 0.
@@ -103,7 +106,7 @@ test('a blob verifies chunks landing out of order, pairing them when the ones be
   const bad0 = part(0);
   bad0[0] ^= 1;
   const late = [blob.writeChunk(2, part(2)), blob.writeChunk(1, part(1))];
-  await new Promise((r) => setTimeout(r, 20));
+  await new Promise((r) => setTimeout(r, 200));
   t.is(blob.heldCount, 0, 'chunks 1 and 2 wait for chunk 0');
   await t.throwsAsync(blob.writeChunk(0, bad0), { message: /SHA-256 differs/ });
   t.is(await blob.writeChunk(0, part(0)), 'stored');
@@ -112,7 +115,7 @@ test('a blob verifies chunks landing out of order, pairing them when the ones be
   // Chunk 3 is not on its way: chunk 4 goes ahead at once, unpaired, and the stream reads it back.
   const t0 = performance.now();
   t.is(await blob.writeChunk(4, part(4)), 'stored');
-  t.true(performance.now() - t0 < 90, 'no wait for a chunk nobody is receiving');
+  t.true(performance.now() - t0 < Blob.pairWaitMs / 2, 'no wait for a chunk nobody is receiving');
   t.is(await blob.writeChunk(3, part(3)), 'stored');
   await blob.whenComplete();
   t.true(blob.complete, 'whole-blob SHA-256 matches: the corrupt chunk never reached it');

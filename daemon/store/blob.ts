@@ -24,10 +24,10 @@ export interface BlobLayout {
 const FLUSH_BYTES = 16 << 20;
 const FLUSH_DELAY_MS = 50;
 const WRITE_PIECE = 4 << 20;
-/** Longest a chunk waits for the ones before it to land (see pairTurn): about what 4 MiB takes at 40 MiB/s. */
-const PAIR_WAIT_MS = 100;
 
 export class Blob extends EventEmitter {
+  /** Longest a chunk waits for the ones before it to land (see pairTurn): about what 4 MiB takes at 40 MiB/s. */
+  static pairWaitMs = 100;
   readonly sha256: string;
   readonly size: number;
   readonly chunkSize: number;
@@ -243,7 +243,7 @@ export class Blob extends EventEmitter {
    * that its check can pair with the whole-blob pass instead of the stream
    * reading it back from the file and hashing it a second time. It waits
    * only when every chunk before it is held or on its way here, and then at
-   * most PAIR_WAIT_MS.
+   * most `Blob.pairWaitMs`.
    */
   private pairTurn(start: number): Promise<void> {
     if (this.pairWaiters.has(start)) return Promise.resolve();
@@ -252,7 +252,7 @@ export class Blob extends EventEmitter {
     }
     return new Promise<void>((resolve) => {
       const wake = () => { clearTimeout(timer); this.pairWaiters.delete(start); resolve(); };
-      const timer = setTimeout(wake, PAIR_WAIT_MS);
+      const timer = setTimeout(wake, Blob.pairWaitMs);
       this.pairWaiters.set(start, wake);
     });
   }
