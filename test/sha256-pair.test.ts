@@ -107,7 +107,7 @@ test('a blob verifies chunks landing out of order, pairing them when the ones be
   bad0[0] ^= 1;
   const late = [blob.writeChunk(2, part(2)), blob.writeChunk(1, part(1))];
   await new Promise((r) => setTimeout(r, 200));
-  t.is(blob.heldCount, 0, 'chunks 1 and 2 wait for chunk 0');
+  t.is(blob.heldCount, native ? 0 : 2, native ? 'chunks 1 and 2 wait for chunk 0' : 'without pairing nothing waits');
   await t.throwsAsync(blob.writeChunk(0, bad0), { message: /SHA-256 differs/ });
   t.is(await blob.writeChunk(0, part(0)), 'stored');
   t.deepEqual(await Promise.all(late), ['stored', 'stored']);
