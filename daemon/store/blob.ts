@@ -127,14 +127,14 @@ export class Blob extends EventEmitter {
     const { start } = this.chunkRange(i);
     // Hashed on a pool thread when `data` is in shared memory (the download buffers are).
     // In order, with the native hasher, the whole-blob hash takes the bytes in the same pass.
-    let paired = false;
     let digest: string;
     if (this.hasher?.pairs && start > this.fedTo && !this.have[i]) await this.pairTurn(start);
     if (this.hasher?.pairs && start === this.fedTo && !this.have[i]) {
-      ({ digest, fed: paired } = await this.hasher.check(start, data, this.chunks[i]!));
+      const r = await this.hasher.check(start, data, this.chunks[i]!);
+      digest = r.digest;
       // Taken: the next chunk, if it is waiting, pairs too. Not taken (bad bytes, or the
       // stream was elsewhere): the stream reads these bytes from the file later.
-      if (paired) this.setFedTo(Math.max(this.fedTo, start + data.length));
+      if (r.fed) this.setFedTo(Math.max(this.fedTo, start + data.length));
     } else {
       digest = await hashPool.digest(data);
     }
@@ -145,9 +145,11 @@ export class Blob extends EventEmitter {
     if (this.have[i] || this.writing.has(i)) return 'already';
     this.writing.add(i);
     this.writers++;
-    // The next bytes the whole-blob hash needs: hashed from memory while the write runs.
+    // Without pairing, the next bytes the whole-blob hash needs are hashed from memory while
+    // the write runs. (With pairing, a chunk at fedTo that `check` did not take would be
+    // refused by a feed for the same reason.)
     let fed: Promise<void> | undefined;
-    if (!paired && this.hasher && start === this.fedTo) {
+    if (this.hasher && !this.hasher.pairs && start === this.fedTo) {
       fed = this.hasher.feed(start, data).catch(() => {}); // if it cannot, the stream reads the file
       this.setFedTo(start + data.length);
     }
