@@ -1,14 +1,13 @@
 /** The hash pool: chunk digests off the main thread and whole-blob streams fed from memory or the file. */
 import test from 'ava';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { copyInto } from '../daemon/buffer-pool.js';
 import { HashPool } from '../daemon/store/hash-pool.js';
-import { tmpDir } from './helpers/fixtures.js';
+import { sharedCopy as shared, tmpDir } from './helpers/fixtures.js';
+import { sha256Hex as sha } from '../manifests/canonical.js';
 
-const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
-const shared = (b: Buffer) => { const s = Buffer.from(new SharedArrayBuffer(b.length)); copyInto(s, b, 0); return s; };
 
 test('digests match node:crypto for shared, private and small buffers, and threads stop when idle', async (t) => {
   const pool = new HashPool(2, 200);

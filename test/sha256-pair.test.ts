@@ -5,18 +5,16 @@
  */
 import test from 'ava';
 import fc from 'fast-check';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { copyInto } from '../daemon/buffer-pool.js';
 import { BlobStore } from '../daemon/store/blob-store.js';
 import { Blob } from '../daemon/store/blob.js';
 import { HashPool, hashPool } from '../daemon/store/hash-pool.js';
 import { hashingEngine, newContext, sha256Pair } from '../daemon/store/sha256-pair.js';
-import { fileEntry, tmpDir } from './helpers/fixtures.js';
+import { fileEntry, sharedCopy as shared, tmpDir } from './helpers/fixtures.js';
+import { sha256Hex as sha } from '../manifests/canonical.js';
 
-const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
-const shared = (b: Buffer) => { const s = Buffer.from(new SharedArrayBuffer(b.length)); copyInto(s, b, 0); return s; };
 const MiB = 1 << 20;
 
 // Without it the daemon hashes with OpenSSL; the pool and blob tests below still run on that path.

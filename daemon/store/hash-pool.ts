@@ -6,9 +6,9 @@
  * run in parallel with the transfer. Threads start on first use and stop when
  * idle, so an idle daemon holds none.
  */
-import { createHash } from 'node:crypto';
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { sha256Hex } from '../../manifests/canonical.js';
 import type { HashReply, HashRequest } from './hash-worker.js';
 import { sha256Pair } from './sha256-pair.js';
 
@@ -37,7 +37,7 @@ export class HashPool {
 
   /** SHA-256 (hex) of `data`: on a pool thread when it lives in shared memory, else in place. */
   digest(data: Buffer): Promise<string> {
-    const inPlace = () => createHash('sha256').update(data).digest('hex');
+    const inPlace = () => sha256Hex(data);
     if (!(data.buffer instanceof SharedArrayBuffer) || data.length < INLINE_BYTES) return Promise.resolve(inPlace());
     // Least loaded, counting a whole-blob stream as a steady 64 MiB of work: keep chunk
     // checks off the thread that hashes the whole blob, so the two passes run side by side.

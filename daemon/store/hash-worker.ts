@@ -15,6 +15,7 @@
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
+import { sha256Hex } from '../../manifests/canonical.js';
 import { newContext, sha256Pair } from './sha256-pair.js';
 
 export type HashRequest =
@@ -57,8 +58,6 @@ function wholeHash(): WholeHash {
   };
 }
 
-const chunkDigest = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
-
 interface Stream {
   hash: WholeHash;
   file: string;
@@ -96,7 +95,7 @@ function close(sid: number) {
 parentPort!.on('message', (m: HashRequest) => {
   switch (m.op) {
     case 'digest':
-      reply({ id: m.id, digest: chunkDigest(new Uint8Array(m.sab, m.off, m.len)) });
+      reply({ id: m.id, digest: sha256Hex(new Uint8Array(m.sab, m.off, m.len)) });
       return;
     case 'open':
       streams.set(m.sid, { hash: wholeHash(), file: m.file, fd: undefined, hashed: 0, error: undefined });
@@ -109,7 +108,7 @@ parentPort!.on('message', (m: HashRequest) => {
         if (r.fed) s.hashed += m.len;
         reply({ id: m.id, ...r });
       } else {
-        reply({ id: m.id, digest: chunkDigest(b), fed: false }); // the stream reads these bytes from the file later
+        reply({ id: m.id, digest: sha256Hex(b), fed: false }); // the stream reads these bytes from the file later
       }
       return;
     }

@@ -80,3 +80,10 @@ export async function sha256File(file: string): Promise<string> {
   for await (const b of createReadStream(file)) h.update(b as Buffer);
   return h.digest('hex');
 }
+
+/** A copy of `b` in shared memory, as the daemon's download buffers are (so the hash pool can check it in place). */
+export function sharedCopy(b: Uint8Array): Buffer {
+  const s = Buffer.from(new SharedArrayBuffer(b.length));
+  s.set(b);
+  return s;
+}
