@@ -1,5 +1,5 @@
 /** The agent API's cache control, progress events, cancel and ranged reads, through the client and the CLI. */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { makeRelease, originWithRelease } from './helpers/release.js';
@@ -8,12 +8,17 @@ import { runShoal, tmpDir } from './helpers/fixtures.js';
 
 const MiB = 1 << 20;
 
-test('progress events to completion, cache ls/pin/gc/rm, ranged reads for resuming agents, status', async (t) => {
+/** One daemon and a release of `size` bytes on an origin serving `bytesPerSec`. */
+async function oneDaemon(t: ExecutionContext, size: number, bytesPerSec: number) {
   const dir = await tmpDir(t);
-  const { url, rel } = await originWithRelease(t, dir, { size: 6 * MiB, bytesPerSec: 12 * MiB });
-  const rel2 = await makeRelease(path.dirname(rel.file), url, { size: 3 * MiB, version: '2.0.0', sequence: 2, key: rel.key });
+  const { url, rel } = await originWithRelease(t, dir, { size, bytesPerSec });
   const { daemons } = await startSite(t, dir, 1, rel.trusted);
-  const d = daemons[0]!;
+  return { url, rel, d: daemons[0]! };
+}
+
+test('progress events to completion, cache ls/pin/gc/rm, ranged reads for resuming agents, status', async (t) => {
+  const { url, rel, d } = await oneDaemon(t, 6 * MiB, 12 * MiB);
+  const rel2 = await makeRelease(path.dirname(rel.file), url, { size: 3 * MiB, version: '2.0.0', sequence: 2, key: rel.key });
   const job = await d.client.createFetch({ manifestUrl: rel.manifestUrl });
   const events = [];
   for await (const e of d.client.fetchEvents(job.id)) events.push(e);
@@ -54,10 +59,8 @@ test('progress events to completion, cache ls/pin/gc/rm, ranged reads for resumi
 });
 
 test('DELETE cancels a fetch in flight: its events end with "cancelled"', async (t) => {
-  const dir = await tmpDir(t);
-  const { rel } = await originWithRelease(t, dir, { size: 16 * MiB, bytesPerSec: 2 * MiB });
-  const { daemons } = await startSite(t, dir, 1, rel.trusted);
-  const c = daemons[0]!.client;
+  const { rel, d } = await oneDaemon(t, 16 * MiB, 2 * MiB);
+  const c = d.client;
   const job = await c.createFetch({ manifestUrl: rel.manifestUrl });
   const seen: string[] = [];
   for await (const e of c.fetchEvents(job.id)) {
@@ -70,14 +73,12 @@ test('DELETE cancels a fetch in flight: its events end with "cancelled"', async 
   t.is(st.error?.code, 'aborted');
   t.true(st.held < rel.size);
   await t.throwsAsync(c.waitFetch(job.id), { code: 'aborted' }, 'waiting on a cancelled fetch ends with its error');
-  t.is((await fetch(`${daemons[0]!.api}/api/v1/fetches/${job.id}/events?interval=10`)).status, 400);
+  t.is((await fetch(`${d.api}/api/v1/fetches/${job.id}/events?interval=10`)).status, 400);
 });
 
 test('waitFetch hears the end of a fetch at once, not at its next progress tick', async (t) => {
-  const dir = await tmpDir(t);
-  const { rel } = await originWithRelease(t, dir, { size: 4 * MiB, bytesPerSec: 8 * MiB });
-  const { daemons } = await startSite(t, dir, 1, rel.trusted);
-  const c = daemons[0]!.client;
+  const { rel, d } = await oneDaemon(t, 4 * MiB, 8 * MiB);
+  const c = d.client;
   const job = await c.createFetch({ manifestUrl: rel.manifestUrl });
   const ticks: number[] = [];
   const s = await c.waitFetch(job.id, { intervalMs: 5000, onProgress: () => ticks.push(performance.now()) });
