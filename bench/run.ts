@@ -1,11 +1,12 @@
 /** `npm run bench -- NAME...`: runs the named benchmarks (all when none is named). */
 import { benchPublish } from './publish.js';
-import { benchMemory, benchSwarm, benchThroughput } from './site-bench.js';
+import { benchFanout, benchMemory, benchSwarm, benchThroughput } from './site-bench.js';
 import { benchSite } from './site-netns-bench.js';
 
 const BENCHES: Record<string, () => Promise<void>> = {
   publish: benchPublish,
   swarm: benchSwarm,
+  fanout: benchFanout,
   throughput: benchThroughput,
   memory: benchMemory,
   site: benchSite,

@@ -2,6 +2,7 @@
  * Site benchmarks with real shoald processes on loopback, each with its
  * baseline run side by side in the same run:
  * - swarm: N daemons vs N direct downloads from one rate-limited origin;
+ * - fanout: N daemons fetching what one of them already holds vs N downloads from one server;
  * - throughput: one daemon fetching from one peer vs curl from nginx;
  * - memory: peak RSS of both daemons as the artifact grows.
  */
@@ -9,6 +10,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { promises as fs, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { parseMetrics, sum } from '../test/helpers/prometheus.js';
 import { originWithRelease, type Release } from '../test/helpers/release.js';
 import { peerAddresses, startShoald, startSite, waitForPeers, type RunningDaemon } from '../test/helpers/site.js';
 import { cpuSeconds, fmt, median, MiB, tempDir, timeCommand, timeCommandCpu } from './lib.js';
@@ -18,6 +20,25 @@ type Teardown = { teardown(fn: () => unknown): void; run(): Promise<void> };
 function teardowns(): Teardown {
   const fns: Array<() => unknown> = [];
   return { teardown: (fn) => { fns.push(fn); }, run: async () => { for (const f of fns.reverse()) await f(); } };
+}
+
+/** Runs `fn` with a scratch directory and teardowns, and cleans both up whatever happens. */
+async function inScratch(name: string, fn: (dir: string, td: Teardown) => Promise<void>): Promise<void> {
+  const dir = await tempDir(name);
+  const td = teardowns();
+  try {
+    await fn(dir, td);
+  } finally {
+    await td.run();
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** The baseline of the site benchmarks: `n` plain curl downloads of `url` at once; wall ms. */
+async function directDownloads(n: number, url: string, dir: string): Promise<number> {
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: n }, (_, i) => timeCommand('curl', ['-sf', '-o', path.join(dir, `direct${i}`), url])));
+  return performance.now() - t0;
 }
 
 /** Peak resident set (VmHWM) of a live process, in MiB. */
@@ -37,9 +58,7 @@ export async function benchSwarm(): Promise<void> {
   const N = Number(process.env.BENCH_N ?? 5);
   const SIZE = Number(process.env.BENCH_SWARM_BYTES ?? 256 * MiB);
   const RATE = Number(process.env.BENCH_ORIGIN_RATE ?? 50 * MiB);
-  const dir = await tempDir('swarm');
-  const td = teardowns();
-  try {
+  await inScratch('swarm', async (dir, td) => {
     const { origin, url, rel } = await originWithRelease(td, dir, { size: SIZE, bytesPerSec: RATE, chunkSize: 4 * MiB });
     const { daemons } = await startSite(td, dir, N, rel.trusted, { logLevel: 'warn', ...JSON.parse(process.env.BENCH_CONFIG ?? '{}') });
     await waitForPeers(daemons, N - 1);
@@ -54,9 +73,7 @@ export async function benchSwarm(): Promise<void> {
 
     // Baseline: N plain direct downloads of the same file from the same origin.
     origin.bytesByPath.clear();
-    const t0 = performance.now();
-    await Promise.all(Array.from({ length: N }, (_, i) => timeCommand('curl', ['-sf', '-o', path.join(dir, `direct${i}`), `${url}/${rel.rel}`])));
-    const directMs = performance.now() - t0;
+    const directMs = await directDownloads(N, `${url}/${rel.rel}`, dir);
     const directOrigin = origin.bytes(rel.rel);
 
     console.log(`swarm: N=${N}, artifact ${SIZE / MiB} MiB, origin limited to ${RATE / MiB} MiB/s (size/rate = ${fmt(ideal / 1000)} s)`);
@@ -65,10 +82,45 @@ export async function benchSwarm(): Promise<void> {
     console.log(`  ${N} direct downloads  ${fmt(directOrigin / SIZE).padStart(8)}              ${fmt(directMs / ideal).padStart(8)}   (${fmt(directMs / 1000)} s)`);
     console.log(`  the origin had sent its last byte after ${fmt(originDoneMs / 1000)} s (${fmt(originDoneMs / ideal)} × size/rate); the rest is the peer tail`);
     console.log(`  peak RSS per daemon: ${rss.map((r) => fmt(r, 0)).join(', ')} MiB`);
-  } finally {
-    await td.run();
-    await fs.rm(dir, { recursive: true, force: true });
-  }
+  });
+}
+
+/**
+ * One daemon already holds the artifact (say it was prefetched); N more fetch it
+ * at the same moment. Every daemon's upload is capped at the same rate, as every
+ * machine of an office has the same link. Baseline in the same run: the N machines
+ * download it from one server with that uplink (N curls from a server capped at the
+ * rate). Chunk picking decides the figures: downloaders that pick the same chunks
+ * all pull from the one holder, which then uploads N copies.
+ */
+export async function benchFanout(): Promise<void> {
+  const N = Number(process.env.BENCH_N ?? 4);
+  const SIZE = Number(process.env.BENCH_FANOUT_BYTES ?? 256 * MiB);
+  const RATE = Number(process.env.BENCH_UPLINK_RATE ?? 100 * MiB);
+  await inScratch('fanout', async (dir, td) => {
+    const { origin, url, rel } = await originWithRelease(td, dir, { size: SIZE, bytesPerSec: RATE, chunkSize: 4 * MiB });
+    const { daemons } = await startSite(td, dir, N + 1, rel.trusted, { logLevel: 'warn', uploadMaxBytesPerSec: RATE });
+    await waitForPeers(daemons, N);
+    const [holder, ...fetchers] = daemons as [RunningDaemon, ...RunningDaemon[]];
+    await fetchOn([holder], rel.manifestUrl);
+    const uploaded = async () => sum(parseMetrics(await (await fetch(`${holder.api}/metrics`)).text()), 'shoal_upload_bytes_total');
+    const up0 = await uploaded();
+    const ms = await fetchOn(fetchers, rel.manifestUrl);
+    const holderUp = (await uploaded()) - up0;
+    for (const d of fetchers) {
+      const s = await d.client.getFetch((await d.client.createFetch({ manifestUrl: rel.manifestUrl })).id);
+      if (s.bytes.origin !== 0) throw new Error(`${d.name} used the origin`);
+    }
+
+    origin.bytesByPath.clear();
+    const directMs = await directDownloads(N, `${url}/${rel.rel}`, dir);
+
+    const ideal = (SIZE / RATE) * 1000;
+    console.log(`fanout: 1 holder + ${N} fetching at once, artifact ${SIZE / MiB} MiB, every uplink capped at ${RATE / MiB} MiB/s (size/rate = ${fmt(ideal / 1000)} s)`);
+    console.log(`                        holder's upload ÷ size   time until all hold it ÷ (size ÷ rate)`);
+    console.log(`  shoal (1 + ${N} daemons)   ${fmt(holderUp / SIZE).padStart(8)}                 ${fmt(ms / ideal).padStart(8)}   (${fmt(ms / 1000)} s)`);
+    console.log(`  ${N} from one server       ${fmt(origin.bytes(rel.rel) / SIZE).padStart(8)}                 ${fmt(directMs / ideal).padStart(8)}   (${fmt(directMs / 1000)} s)`);
+  });
 }
 
 async function startNginx(root: string, listen: string, dir: string): Promise<ChildProcess> {
@@ -141,10 +193,8 @@ async function peerTransfer(dir: string, td: Teardown, rel: Release) {
 
 export async function benchThroughput(): Promise<void> {
   const SIZE = Number(process.env.BENCH_THROUGHPUT_BYTES ?? 1024 * MiB);
-  const RUNS = Number(process.env.BENCH_RUNS ?? 3);
-  const dir = await tempDir('throughput');
-  const td = teardowns();
-  try {
+  const RUNS = Number(process.env.BENCH_RUNS ?? 5);
+  await inScratch('throughput', async (dir, td) => {
     const { url, rel } = await originWithRelease(td, dir, { size: SIZE, chunkSize: 4 * MiB });
     const nginx = await hasCommand('nginx');
     const [nginxAddr] = await peerAddresses(1, 8080);
@@ -171,7 +221,7 @@ export async function benchThroughput(): Promise<void> {
     const cpu = { curl: [] as number[], server: [] as number[], receiver: [] as number[], seed: [] as number[] };
     let rssRecv = 0;
     const warm = () => warmPageCache(dir, SIZE + 256 * MiB);
-    for (let i = 0; i < RUNS; i++) {
+    const runCurl = async () => {
       const out = path.join(dir, 'curl.out');
       await warm();
       const n0 = serverCpu();
@@ -180,42 +230,42 @@ export async function benchThroughput(): Promise<void> {
       cpu.curl.push(c.cpu);
       cpu.server.push(serverCpu() - n0);
       await fs.rm(out, { force: true });
+    };
+    const runShoal = async () => {
       const r = await transfer.fetchFresh(warm);
       shoal.push(r.ms);
       cpu.receiver.push(r.cpu.receiver);
       cpu.seed.push(r.cpu.seed);
       rssRecv = Math.max(rssRecv, r.rssReceiver);
+    };
+    // Who goes first alternates: this VM's page-cache cost drifts from one transfer to
+    // the next, and a fixed order would hand one contender the same phase every time.
+    for (let i = 0; i < RUNS; i++) {
+      for (const run of i % 2 ? [runShoal, runCurl] : [runCurl, runShoal]) await run();
     }
     const mibs = (ms: number) => SIZE / MiB / (ms / 1000);
-    console.log(`throughput: ${SIZE / MiB} MiB over loopback, ${RUNS} runs each (medians), each run after the same page-cache warm-up`);
+    console.log(`throughput: ${SIZE / MiB} MiB over loopback, ${RUNS} runs each in alternating order (medians), each run after the same page-cache warm-up`);
     console.log(`  ${baseName.padEnd(44)} ${fmt(median(base), 0).padStart(6)} ms  ${fmt(mibs(median(base)), 0)} MiB/s  (written to disk)`);
     console.log(`  ${'shoald ← one peer (verify every chunk, fsync, whole hash)'.padEnd(44)} ${fmt(median(shoal), 0).padStart(6)} ms  ${fmt(mibs(median(shoal)), 0)} MiB/s`);
     console.log(`  ratio shoal/baseline: ${fmt(median(base) / median(shoal))}  (target ≥ 0.80)`);
+    console.log(`  each run, ms: curl ${base.map((x) => fmt(x, 0)).join(' ')}; shoald ${shoal.map((x) => fmt(x, 0)).join(' ')}`);
     // CPU is steadier than wall time on a shared VM, and says where the time goes.
     const perGiB = (xs: number[]) => fmt(median(xs) / (SIZE / (1024 * MiB)));
     const cores = os.cpus().length;
     console.log(`  CPU seconds per GiB (all threads; ${cores} cores = ${cores} s per wall second): curl ${perGiB(cpu.curl)} + server ${perGiB(cpu.server)}; shoald receiver ${perGiB(cpu.receiver)} + serving peer ${perGiB(cpu.seed)}`);
     console.log(`  peak RSS: receiver ${fmt(rssRecv, 0)} MiB, serving peer ${fmt(peakRssMiB(transfer.seed.proc.pid), 0)} MiB`);
-  } finally {
-    await td.run();
-    await fs.rm(dir, { recursive: true, force: true });
-  }
+  });
 }
 
 export async function benchMemory(): Promise<void> {
   const sizes = (process.env.BENCH_MEMORY_SIZES ?? `${256 * MiB},${2048 * MiB}`).split(',').map(Number);
   console.log('memory: peak RSS (VmHWM) of a fresh receiving daemon and of the serving peer, by artifact size');
   for (const size of sizes) {
-    const dir = await tempDir('memory');
-    const td = teardowns();
-    try {
+    await inScratch('memory', async (dir, td) => {
       const { rel } = await originWithRelease(td, dir, { size, chunkSize: 4 * MiB });
       const transfer = await peerTransfer(dir, td, rel);
       const r = await transfer.fetchFresh();
       console.log(`  ${String(size / MiB).padStart(5)} MiB: receiver ${fmt(r.rssReceiver, 0)} MiB, serving peer (also fetched it from the origin) ${fmt(peakRssMiB(transfer.seed.proc.pid), 0)} MiB  (target ≤ 150, flat)`);
-    } finally {
-      await td.run();
-      await fs.rm(dir, { recursive: true, force: true });
-    }
+    });
   }
 }

@@ -4,6 +4,7 @@
  */
 import test from 'ava';
 import path from 'node:path';
+import { parseMetrics, sum } from './helpers/prometheus.js';
 import { originWithRelease } from './helpers/release.js';
 import { startShoald, startSite, waitForPeers, type RunningDaemon } from './helpers/site.js';
 import { runShoal, sha256File, tmpDir } from './helpers/fixtures.js';
@@ -46,4 +47,26 @@ test('5 daemons fetch 64 MiB at once: every copy verifies and the origin serves 
   t.is(r6!.state, 'done');
   t.is(origin.bytes(rel.rel) - before, 0, 'the late daemon pulled 0 bytes from the origin');
   t.is(r6!.bytes.peer, rel.size);
+});
+
+test('4 daemons fetching at once what a 5th holds trade chunks: the holder uploads well under 4 copies', async (t) => {
+  const dir = await tmpDir(t);
+  const { rel } = await originWithRelease(t, dir, { size: 48 * MiB, chunkSize: MiB });
+  // Every uplink capped alike, as on an office LAN: the one holder cannot simply outrun the rest.
+  const { daemons } = await startSite(t, dir, 5, rel.trusted, { uploadMaxBytesPerSec: 48 * MiB });
+  await waitForPeers(daemons, 4);
+  const [holder, ...fetchers] = daemons as [RunningDaemon, ...RunningDaemon[]];
+  await fetchAll([holder], rel.manifestUrl);
+  const results = await fetchAll(fetchers, rel.manifestUrl);
+  for (const r of results) {
+    t.is(r.state, 'done');
+    t.is(r.bytes.origin, 0);
+  }
+  const uploaded = async (d: RunningDaemon) => sum(parseMetrics(await (await fetch(`${d.api}/metrics`)).text()), 'shoal_upload_bytes_total');
+  const fromHolder = await uploaded(holder);
+  const traded = (await Promise.all(fetchers.map(uploaded))).reduce((a, b) => a + b, 0);
+  t.is(fromHolder + traded, 4 * rel.size, 'every byte a fetcher took, some daemon uploaded');
+  t.log(`holder uploaded ${(fromHolder / rel.size).toFixed(2)} copies, the fetchers ${(traded / rel.size).toFixed(2)}`);
+  // In lockstep (every fetcher picking the same chunks) the holder would upload ~4 copies.
+  t.true(fromHolder < 2.5 * rel.size, `holder uploaded ${(fromHolder / rel.size).toFixed(2)} copies`);
 });

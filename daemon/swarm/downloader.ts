@@ -10,6 +10,7 @@ import { ShoalError, isShoalError } from '../../manifests/errors.js';
 import { sleep } from '../limits.js';
 import type { Blob } from '../store/blob.js';
 import { ChunkAssembler } from '../store/chunk-assembler.js';
+import { planChunks } from './chunk-picker.js';
 import type { LeaseRequest, LeaseResponse } from './peer-client.js';
 import type { Peer } from './peer-table.js';
 import type { SwarmContext } from './swarm.js';
@@ -44,6 +45,8 @@ export class BlobDownload extends EventEmitter {
   }
   private perPeer = new Map<string, number>();
   private peerHave = new Map<string, Uint8Array>();
+  /** Peers that hold part of this blob: other downloaders, to spread picks against. */
+  private partial = new Set<string>();
   /** Peers whose have-map (or "don't have it") we heard at least once. */
   private heard = new Set<string>();
   private readonly startedAt = Date.now();
@@ -147,35 +150,17 @@ export class BlobDownload extends EventEmitter {
 
   private schedule() {
     if (this.draining) return;
-    const n = this.blob.chunkCount;
     const usable = new Map(this.ctx.table.usable().map((p) => [p.id, p]));
-    const holders = (i: number) => {
-      const out: Peer[] = [];
-      for (const [id, bits] of this.peerHave) if (bits[i] && usable.has(id)) out.push(usable.get(id)!);
-      return out;
-    };
-    const fromPeers: Array<{ i: number; hs: Peer[]; r: number }> = [];
-    const unheld: number[] = [];
-    for (let i = 0; i < n; i++) {
-      if (this.blob.have[i] || this.inflight.has(i)) continue;
-      const hs = holders(i);
-      // Random tie-break within a window of 2×concurrency chunks: ties spread over holders
-      // but progress stays near the front, so the whole-blob hasher keeps pace.
-      if (hs.length) fromPeers.push({ i, hs, r: i + Math.random() * 2 * this.ctx.config.chunkConcurrency });
-      else unheld.push(i);
-    }
-    // Rarest first; among equals, roughly in order (see r above).
-    fromPeers.sort((a, b) => a.hs.length - b.hs.length || a.r - b.r);
-    // Spread by least-loaded holder; a lone holder may take the whole budget (the server bounds its own load).
-    const maxPerPeer = this.ctx.config.chunkConcurrency;
-    for (const { i, hs } of fromPeers) {
-      if (this.peerInflight() >= this.ctx.config.chunkConcurrency) break;
-      const free = hs.filter((p) => (this.perPeer.get(p.id) ?? 0) < maxPerPeer);
-      if (!free.length) continue;
-      const least = Math.min(...free.map((p) => this.perPeer.get(p.id) ?? 0));
-      const pick = free.filter((p) => (this.perPeer.get(p.id) ?? 0) === least);
-      void this.fetchFromPeer(i, pick[Math.floor(Math.random() * pick.length)]!);
-    }
+    const have = new Map([...this.peerHave].filter(([id]) => usable.has(id)));
+    const { fromPeers, unheld } = planChunks({
+      chunkCount: this.blob.chunkCount,
+      skip: (i) => !!this.blob.have[i] || this.inflight.has(i),
+      have,
+      partial: new Set([...this.partial].filter((id) => usable.has(id))),
+      load: this.perPeer,
+      concurrency: this.ctx.config.chunkConcurrency,
+    });
+    for (const { chunk, peer } of fromPeers) void this.fetchFromPeer(chunk, usable.get(peer)!);
     // Hear every peer's have-map before leasing: otherwise the first plan sees every
     // chunk as unheld and pulls from the origin what a peer already holds.
     const settled = [...usable.keys()].every((id) => this.heard.has(id)) || Date.now() - this.startedAt > 2000;
@@ -185,12 +170,6 @@ export class BlobDownload extends EventEmitter {
     if (originOpen && settled && unheld.length && this.originRuns < this.ctx.config.originConcurrency && !this.leasing && Date.now() >= this.nextLeaseAt && this.urls.length) {
       void this.askLease(unheld);
     }
-  }
-
-  private peerInflight() {
-    let n = 0;
-    for (const v of this.perPeer.values()) n += v;
-    return n;
   }
 
   private stored(i: number, bytes: number, from: 'origin' | 'peer', peerId?: string) {
@@ -229,6 +208,7 @@ export class BlobDownload extends EventEmitter {
           this.heard.add(p.id);
           if (!h) {
             this.peerHave.delete(p.id);
+            this.partial.delete(p.id);
             seq = undefined;
             await sleep(200, signal);
             continue;
@@ -236,6 +216,8 @@ export class BlobDownload extends EventEmitter {
           const bits = new Uint8Array(this.blob.chunkCount);
           for (let i = 0; i < bits.length; i++) bits[i] = (h.bitmap[i >> 3]! >> (7 - (i & 7))) & 1;
           this.peerHave.set(p.id, bits);
+          if (h.complete) this.partial.delete(p.id);
+          else this.partial.add(p.id);
           seq = h.seq;
           this.wake();
         } catch {
@@ -251,6 +233,7 @@ export class BlobDownload extends EventEmitter {
     this.pollers.get(id)?.abort();
     this.pollers.delete(id);
     this.peerHave.delete(id);
+    this.partial.delete(id);
   }
 
   // ---- peers ----
