@@ -54,6 +54,8 @@ export class HashPool {
     const sid = this.nextId++;
     slot.worker.postMessage({ op: 'open', sid, file } satisfies HashRequest);
     let closed = false;
+    // Closed, or its thread died (the next call would start a fresh one without this stream).
+    const live = () => !closed && this.slots[k] === slot;
     const close = () => {
       if (closed) return;
       closed = true;
@@ -63,19 +65,19 @@ export class HashPool {
     };
     return {
       feed: async (pos, data) => {
-        if (closed || this.slots[k] !== slot || !(data.buffer instanceof SharedArrayBuffer)) return;
+        if (!live() || !(data.buffer instanceof SharedArrayBuffer)) return;
         await this.call(k, data.length, (id) => ({ op: 'feed', sid, id, pos, ...shared(data) }));
       },
       pairs: !!sha256Pair,
       check: async (pos, data, expect) => {
-        if (closed || this.slots[k] !== slot || !(data.buffer instanceof SharedArrayBuffer)) return { digest: await this.digest(data), fed: false };
+        if (!live() || !(data.buffer instanceof SharedArrayBuffer)) return { digest: await this.digest(data), fed: false };
         const r = await this.call(k, data.length, (id) => ({ op: 'check', sid, id, pos, expect, ...shared(data) }));
         if (r.fed) this.pairedBytes += data.length;
         return { digest: r.digest!, fed: !!r.fed };
       },
-      advance: (upto) => { if (!closed && this.slots[k] === slot) slot.worker.postMessage({ op: 'advance', sid, upto } satisfies HashRequest); },
+      advance: (upto) => { if (live()) slot.worker.postMessage({ op: 'advance', sid, upto } satisfies HashRequest); },
       finish: async (size) => {
-        if (closed || this.slots[k] !== slot) throw new Error('hash stream is closed');
+        if (!live()) throw new Error('hash stream is closed');
         try {
           return (await this.call(k, 0, (id) => ({ op: 'finish', sid, id, size }))).digest!;
         } finally {
