@@ -36,6 +36,8 @@ export interface Config {
   originMaxBytesPerSec: number;
   uploadMaxBytesPerSec: number;
   chunkConcurrency: number;
+  /** Write chunks with O_DIRECT, past the page cache, where the file system allows (store/direct-io.ts). */
+  directWrites: boolean;
   originConcurrency: number;
   leaseTtlMs: number;
   requestTimeoutMs: number;
@@ -78,6 +80,7 @@ export const DEFAULTS: Config = {
   originMaxBytesPerSec: 0,
   uploadMaxBytesPerSec: 0,
   chunkConcurrency: 4,
+  directWrites: true,
   originConcurrency: 2,
   leaseTtlMs: 10_000,
   requestTimeoutMs: 30_000,
@@ -158,6 +161,15 @@ function oneOf<T extends string>(...values: T[]): Parser {
   };
 }
 
+/** true/false, also as the strings an environment variable or flag carries. */
+function boolean(v: unknown, key: string): boolean {
+  if (typeof v === 'boolean') return v;
+  const t = typeof v === 'string' ? v.trim().toLowerCase() : undefined;
+  if (t === 'true' || t === '1' || t === 'yes') return true;
+  if (t === 'false' || t === '0' || t === 'no') return false;
+  throw bad(key, `expected true or false, got ${JSON.stringify(v)}`);
+}
+
 function fraction(v: unknown, key: string): number {
   const n = typeof v === 'string' ? Number(v) : v;
   if (typeof n !== 'number' || !(n > 0 && n <= 1)) throw bad(key, 'expected a fraction between 0 and 1');
@@ -223,6 +235,7 @@ const PARSERS: Record<keyof Config, Parser> = {
   originMaxBytesPerSec: size,
   uploadMaxBytesPerSec: size,
   chunkConcurrency: integer(1, 64),
+  directWrites: boolean,
   originConcurrency: integer(1, 32),
   leaseTtlMs: duration,
   requestTimeoutMs: duration,

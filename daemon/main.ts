@@ -22,6 +22,7 @@ import { PeerClient } from './swarm/peer-client.js';
 import { PeerTable } from './swarm/peer-table.js';
 import { Swarm } from './swarm/swarm.js';
 import { BufferPool } from './buffer-pool.js';
+import { directIoAvailable } from './store/direct-io.js';
 import { hashingEngine } from './store/sha256-pair.js';
 
 export interface Daemon {
@@ -65,7 +66,7 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
   store = await BlobStore.open(config.cacheDir, config.cacheMaxBytes, {
     log: (level, msg, fields) => log(level, msg, fields),
     evicted: (sha, bytes) => { metrics.cacheEvictions.inc(); log('info', 'evicted blob', { blob: sha, bytes }); },
-  });
+  }, { directWrites: config.directWrites });
   // With a site secret every peer request is signed and checked (docs/protocol.md); without one the site is open.
   const auth = config.siteSecret ? new SiteAuth(config.siteSecret, state.peerId) : undefined;
   const client = new PeerClient({ requestTimeoutMs: config.requestTimeoutMs, minBytesPerSec: config.minPeerBytesPerSec, ...(auth ? { authHeaders: (m: string, p: string) => auth.headers(m, p) } : {}) });
@@ -146,7 +147,7 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
   jobs.start();
   ready = true;
   notifySystemd(log);
-  log.notice('shoald ready', { peerId: state.peerId, peerPort, adminPort, site: config.siteId, cacheDir: config.cacheDir, hashing: hashingEngine });
+  log.notice('shoald ready', { peerId: state.peerId, peerPort, adminPort, site: config.siteId, cacheDir: config.cacheDir, hashing: hashingEngine, directWrites: config.directWrites && directIoAvailable });
 
   let stopping: Promise<void> | undefined;
   return {

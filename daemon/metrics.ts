@@ -5,6 +5,7 @@
  * One registry per daemon, so several daemons can share a process (the demo).
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { writtenBytes } from './store/direct-io.js';
 import { hashPool } from './store/hash-pool.js';
 import { SOFTWARE } from './peer-server/peer-server.js';
 
@@ -73,6 +74,16 @@ export class Metrics {
     new Counter({
       name: 'shoal_hash_paired_bytes_total', help: 'Bytes whose chunk check and whole-blob hash ran as one pass (native hasher); the rest are hashed twice.', registers: r,
       collect() { const now = hashPool.pairedBytes; this.inc(now - pairedSeen); pairedSeen = now; },
+    });
+    const writtenSeen = { direct: 0, cached: 0 };
+    new Counter({
+      name: 'shoal_store_written_bytes_total', help: 'Chunk bytes written to the cache, by path: "direct" (O_DIRECT, past the page cache) or "page_cache".', labelNames: ['path'], registers: r,
+      collect() {
+        for (const [k, label] of [['direct', 'direct'], ['cached', 'page_cache']] as const) {
+          this.inc({ path: label }, writtenBytes[k] - writtenSeen[k]);
+          writtenSeen[k] = writtenBytes[k];
+        }
+      },
     });
     new Gauge({ name: 'shoal_build_info', help: 'Build information (always 1).', labelNames: ['version', 'node_version'], registers: r })
       .set({ version: SOFTWARE.split('/')[1]!, node_version: process.version }, 1);

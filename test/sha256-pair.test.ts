@@ -10,7 +10,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { BlobStore } from '../daemon/store/blob-store.js';
 import { Blob } from '../daemon/store/blob.js';
-import { HashPool, hashPool } from '../daemon/store/hash-pool.js';
+import { HashPool, hashPool, type HashStream } from '../daemon/store/hash-pool.js';
 import { hashingEngine, newContext, sha256Pair } from '../daemon/store/sha256-pair.js';
 import { fileEntry, sharedCopy as shared, tmpDir } from './helpers/fixtures.js';
 import { sha256Hex as sha } from '../manifests/canonical.js';
@@ -22,6 +22,8 @@ const native = sha256Pair;
 const why = process.env.SHOAL_NATIVE === '0' ? 'SHOAL_NATIVE=0' : 'not built (no C compiler at build time) or no x86 SHA extensions on this CPU';
 if (!native) console.log(`sha256-pair: native hasher unavailable (${why}); testing the OpenSSL path only`);
 const nativeTest = native ? test : test.skip;
+// The blob tests share the process-wide hash pool's counters and Blob.pairWaitMs: one at a time.
+const nativeSerial = native ? test.serial : test.serial.skip;
 
 nativeTest('pair, update and digest give OpenSSL\'s digests for any data split any way', (t) => {
   const p = native!;
@@ -86,7 +88,7 @@ test('stream.check: in-order chunks pair, bad bytes never enter the whole hash, 
   t.is(pool.pairedBytes, native ? data.length - cs : 0, 'all but chunk 2');
 });
 
-test('a blob verifies chunks landing out of order, pairing them when the ones before are on their way', async (t) => {
+test.serial('a blob verifies chunks landing out of order, pairing them when the ones before are on their way', async (t) => {
   const dir = await tmpDir(t);
   const data = randomBytes(4 * MiB + 123);
   const e = fileEntry('x', data, MiB);
@@ -107,8 +109,10 @@ test('a blob verifies chunks landing out of order, pairing them when the ones be
   await new Promise((r) => setTimeout(r, 200));
   t.is(blob.heldCount, native ? 0 : 2, native ? 'chunks 1 and 2 wait for chunk 0' : 'without pairing nothing waits');
   await t.throwsAsync(blob.writeChunk(0, bad0), { message: /SHA-256 differs/ });
-  t.is(await blob.writeChunk(0, part(0)), 'stored');
+  // Chunks 1 and 2 went to the hash thread right behind the bad chunk 0, so they were
+  // verified on their own; the stream reads them back from the file.
   t.deepEqual(await Promise.all(late), ['stored', 'stored']);
+  t.is(await blob.writeChunk(0, part(0)), 'stored');
   blob.arriving.clear();
   // Chunk 3 is not on its way: chunk 4 goes ahead at once, unpaired, and the stream reads it back.
   const t0 = performance.now();
@@ -117,5 +121,37 @@ test('a blob verifies chunks landing out of order, pairing them when the ones be
   t.is(await blob.writeChunk(3, part(3)), 'stored');
   await blob.whenComplete();
   t.true(blob.complete, 'whole-blob SHA-256 matches: the corrupt chunk never reached it');
-  t.is(hashPool.pairedBytes - before, native ? 4 * MiB : 0);
+  t.is(hashPool.pairedBytes - before, native ? 2 * MiB : 0, 'chunks 0 and 3');
+});
+
+nativeSerial('a blob sends the checks of chunks waiting in order without waiting for each answer', async (t) => {
+  const dir = await tmpDir(t);
+  const data = randomBytes(4 * MiB);
+  const e = fileEntry('x', data, MiB);
+  const part = (i: number) => shared(data.subarray(i * MiB, (i + 1) * MiB));
+  const store = await BlobStore.open(dir, 100 * MiB);
+  t.teardown(() => store.close());
+  const blob = await store.ensure({ sha256: e.sha256, size: e.size, chunkSize: MiB, chunks: e.chunks });
+  Blob.pairWaitMs = 10_000;
+  blob.startHashing();
+  // Count the checks the hash thread holds at once.
+  const hasher = (blob as unknown as { hasher: HashStream }).hasher;
+  const check = hasher.check.bind(hasher);
+  let inflight = 0;
+  let most = 0;
+  hasher.check = async (...args) => {
+    most = Math.max(most, ++inflight);
+    try { return await check(...args); } finally { inflight--; }
+  };
+  const before = hashPool.pairedBytes;
+  for (const i of [0, 1, 2, 3]) blob.arriving.add(i);
+  const waiting = [3, 2, 1].map((i) => blob.writeChunk(i, part(i)));
+  await new Promise((r) => setTimeout(r, 100));
+  t.is(most, 0, 'nothing is sent before chunk 0');
+  t.is(await blob.writeChunk(0, part(0)), 'stored');
+  t.deepEqual(await Promise.all(waiting), ['stored', 'stored', 'stored']);
+  t.is(most, 4, 'all four checks were with the hash thread at once');
+  t.is(hashPool.pairedBytes - before, 4 * MiB, 'and every one paired');
+  await blob.whenComplete();
+  t.true(blob.complete);
 });

@@ -9,7 +9,7 @@ import { writeFileAtomic } from '../../manifests/atomic-file.js';
 import { chunkCount } from '../../manifests/chunker.js';
 import { ShoalError, fromSystemError } from '../../manifests/errors.js';
 import { HEX64_RE } from '../../manifests/schema.js';
-import { Blob, COMPLETE_RECORD, type BlobLayout } from './blob.js';
+import { Blob, COMPLETE_RECORD, type BlobLayout, type BlobOptions } from './blob.js';
 
 interface Meta extends BlobLayout {
   pinned?: boolean;
@@ -27,12 +27,12 @@ export class BlobStore {
   private active = new Map<string, number>();
   readonly dir: string;
 
-  private constructor(readonly root: string, public maxBytes: number, private events: StoreEvents) {
+  private constructor(readonly root: string, public maxBytes: number, private events: StoreEvents, private blobOptions: BlobOptions) {
     this.dir = path.join(root, 'blobs');
   }
 
-  static async open(root: string, maxBytes: number, events: StoreEvents = {}): Promise<BlobStore> {
-    const s = new BlobStore(root, maxBytes, events);
+  static async open(root: string, maxBytes: number, events: StoreEvents = {}, blobOptions: BlobOptions = {}): Promise<BlobStore> {
+    const s = new BlobStore(root, maxBytes, events, blobOptions);
     try {
       await fs.mkdir(s.dir, { recursive: true, mode: 0o750 });
       await fs.access(s.dir, fs.constants.W_OK);
@@ -86,7 +86,7 @@ export class BlobStore {
     const p = this.paths(meta.sha256);
     const data = await fs.open(p.data, 'r+');
     const journal = await fs.open(p.journal, 'a');
-    return new Blob(meta, p.data, data, journal);
+    return new Blob(meta, p.data, data, journal, this.blobOptions);
   }
 
   get(sha: string): Blob | undefined {

@@ -10,9 +10,15 @@ import { createReadStream, promises as fs } from 'node:fs';
 import { EventEmitter } from 'node:events';
 import type { Readable } from 'node:stream';
 import { ShoalError, fromSystemError } from '../../manifests/errors.js';
+import { directWritable, openDirect, writtenBytes } from './direct-io.js';
 import { hashPool, type HashStream } from './hash-pool.js';
 
 export const COMPLETE_RECORD = 0xffffffff;
+
+export interface BlobOptions {
+  /** Write aligned chunk pieces with O_DIRECT where possible (see direct-io.ts). */
+  directWrites?: boolean;
+}
 
 export interface BlobLayout {
   sha256: string;
@@ -46,21 +52,37 @@ export class Blob extends EventEmitter {
 
   private data: fs.FileHandle;
   private journal: fs.FileHandle;
+  /** The data file opened for O_DIRECT writes, on first use; resolves undefined where that is refused. */
+  private direct: Promise<fs.FileHandle | undefined> | undefined;
+  private directWrites: boolean;
   private flushChain: Promise<void> = Promise.resolve();
   private writing = new Set<number>();
   private hasher: HashStream | undefined;
   private prefix = 0;
   /** Bytes [0, fedTo) are handed to the whole-blob hash stream (fed from memory or readable from the file). */
   private fedTo = 0;
-  /** Chunks waiting for the whole-blob hash to reach them (see pairTurn), by start offset. */
+  /**
+   * Bytes [0, checkedTo) are in fedTo or in paired checks already sent to the
+   * hash thread: where the stream will stand once those checks come back fed.
+   */
+  private checkedTo = 0;
+  /** Chunks waiting for their turn to pair (see pairTurn), by start offset. */
   private pairWaiters = new Map<number, () => void>();
   /** Chunks a download of this process is receiving now (the downloader keeps this set). */
   readonly arriving = new Set<number>();
+  /**
+   * Other peers are downloading this blob too (the downloader keeps this): they
+   * will ask us for the chunks we write within seconds, so those go through the
+   * page cache and are served from memory. Otherwise nobody is about to read
+   * them, and aligned writes bypass the cache (see writeAt).
+   */
+  peersDownloading = false;
   private completing: Promise<void> | undefined;
   closed = false;
 
-  constructor(layout: BlobLayout, readonly dataPath: string, data: fs.FileHandle, journal: fs.FileHandle) {
+  constructor(layout: BlobLayout, readonly dataPath: string, data: fs.FileHandle, journal: fs.FileHandle, opts: BlobOptions = {}) {
     super();
+    this.directWrites = opts.directWrites ?? true;
     this.setMaxListeners(0);
     this.sha256 = layout.sha256;
     this.size = layout.size;
@@ -115,9 +137,9 @@ export class Blob extends EventEmitter {
 
   /**
    * The only way bytes enter the cache: hashes `data` against the signed chunk
-   * hash and writes it. The chunk can be served at once (verified, in the page
-   * cache); it is journaled — held across restarts — only after a batched
-   * fdatasync has made it durable. Resolves when `data` may be reused.
+   * hash and writes it. The chunk can be served at once (verified, and read
+   * back by any later read); it is journaled — held across restarts — only
+   * after a batched fdatasync has made it durable. Resolves when `data` may be reused.
    */
   async writeChunk(i: number, data: Buffer): Promise<'stored' | 'already'> {
     if (this.closed) throw new ShoalError('aborted', 'blob was closed');
@@ -128,13 +150,17 @@ export class Blob extends EventEmitter {
     // Hashed on a pool thread when `data` is in shared memory (the download buffers are).
     // In order, with the native hasher, the whole-blob hash takes the bytes in the same pass.
     let digest: string;
-    if (this.hasher?.pairs && start > this.fedTo && !this.have[i]) await this.pairTurn(start);
-    if (this.hasher?.pairs && start === this.fedTo && !this.have[i]) {
+    if (this.hasher?.pairs && start > this.checkedTo && !this.have[i]) await this.pairTurn(start);
+    if (this.hasher?.pairs && start === this.checkedTo && !this.have[i]) {
+      // The next chunk may send its check at once: the hash thread takes the checks in
+      // order, so it goes from this chunk to the next without waiting for a round trip.
+      this.setCheckedTo(start + data.length);
       const r = await this.hasher.check(start, data, this.chunks[i]!);
       digest = r.digest;
-      // Taken: the next chunk, if it is waiting, pairs too. Not taken (bad bytes, or the
-      // stream was elsewhere): the stream reads these bytes from the file later.
       if (r.fed) this.setFedTo(Math.max(this.fedTo, start + data.length));
+      // Not taken (bad bytes, or the stream was elsewhere): the checks sent after this one
+      // do not pair either, and the stream reads their bytes from the file later.
+      else this.checkedTo = this.fedTo;
     } else {
       digest = await hashPool.digest(data);
     }
@@ -156,10 +182,7 @@ export class Blob extends EventEmitter {
     try {
       let off = 0;
       // At most 4 MiB per write() (chunks may be 64 MiB); smaller pieces measured slower through the thread pool.
-      while (off < data.length) {
-        const { bytesWritten } = await this.data.write(data, off, Math.min(WRITE_PIECE, data.length - off), start + off);
-        off += bytesWritten;
-      }
+      while (off < data.length) off += await this.writeAt(data.subarray(off, off + Math.min(WRITE_PIECE, data.length - off)), start + off);
     } catch (e) {
       throw fromSystemError(e, `writing chunk ${i} of blob ${this.sha256.slice(0, 12)}`);
     } finally {
@@ -175,6 +198,29 @@ export class Blob extends EventEmitter {
     this.emit('change', this.seq);
     this.scheduleFlush(i, data.length);
     return 'stored';
+  }
+
+  /** Writes `piece` at `pos`: with O_DIRECT when it is aligned, no peer is about to read it and the file system takes it; else through the page cache. */
+  private async writeAt(piece: Buffer, pos: number): Promise<number> {
+    if (this.directWrites && !this.peersDownloading && directWritable(piece, pos)) {
+      const h = await (this.direct ??= openDirect(this.dataPath));
+      if (h) {
+        try {
+          const { bytesWritten } = await h.write(piece, 0, piece.length, pos);
+          writtenBytes.direct += bytesWritten;
+          return bytesWritten;
+        } catch (e) {
+          // Alignment rules stricter than DIRECT_ALIGN: this blob uses the page cache from now on.
+          if ((e as NodeJS.ErrnoException).code !== 'EINVAL') throw e;
+          this.directWrites = false;
+        }
+      } else {
+        this.directWrites = false;
+      }
+    }
+    const { bytesWritten } = await this.data.write(piece, 0, piece.length, pos);
+    writtenBytes.cached += bytesWritten;
+    return bytesWritten;
   }
 
   /** Verified chunks written but not yet durable, and when they will be synced. */
@@ -208,7 +254,7 @@ export class Blob extends EventEmitter {
   private async flush(batch: number[]) {
     if (this.closed || this.failed) return;
     try {
-      await this.data.datasync();
+      await this.data.datasync(); // the inode's: O_DIRECT writes and their block allocations too
       const rec = Buffer.alloc(batch.length * 4);
       batch.forEach((idx, k) => rec.writeUInt32LE(idx, k * 4));
       await this.journal.write(rec);
@@ -236,6 +282,11 @@ export class Blob extends EventEmitter {
 
   private setFedTo(v: number) {
     this.fedTo = v;
+    if (v > this.checkedTo) this.setCheckedTo(v);
+  }
+
+  private setCheckedTo(v: number) {
+    this.checkedTo = v;
     for (const [start, wake] of this.pairWaiters) if (start <= v) wake();
   }
 
@@ -249,7 +300,7 @@ export class Blob extends EventEmitter {
    */
   private pairTurn(start: number): Promise<void> {
     if (this.pairWaiters.has(start)) return Promise.resolve();
-    for (let c = Math.floor(this.fedTo / this.chunkSize); c * this.chunkSize < start; c++) {
+    for (let c = Math.floor(this.checkedTo / this.chunkSize); c * this.chunkSize < start; c++) {
       if (!this.have[c] && !this.arriving.has(c)) return Promise.resolve();
     }
     return new Promise<void>((resolve) => {
@@ -357,6 +408,6 @@ export class Blob extends EventEmitter {
     this.hasher?.close();
     await this.flushChain.catch(() => {});
     this.emit('change', this.seq);
-    await Promise.allSettled([this.data.close(), this.journal.close()]);
+    await Promise.allSettled([this.data.close(), this.journal.close(), this.direct?.then((h) => h?.close())]);
   }
 }

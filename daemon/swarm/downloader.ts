@@ -152,11 +152,13 @@ export class BlobDownload extends EventEmitter {
     if (this.draining) return;
     const usable = new Map(this.ctx.table.usable().map((p) => [p.id, p]));
     const have = new Map([...this.peerHave].filter(([id]) => usable.has(id)));
+    const partial = new Set([...this.partial].filter((id) => usable.has(id)));
+    this.blob.peersDownloading = partial.size > 0;
     const { fromPeers, unheld } = planChunks({
       chunkCount: this.blob.chunkCount,
       skip: (i) => !!this.blob.have[i] || this.inflight.has(i),
       have,
-      partial: new Set([...this.partial].filter((id) => usable.has(id))),
+      partial,
       load: this.perPeer,
       concurrency: this.ctx.config.chunkConcurrency,
     });
