@@ -2,9 +2,11 @@
 import test from 'ava';
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { copyInto } from '../daemon/buffer-pool.js';
 import { HashPool } from '../daemon/store/hash-pool.js';
+import { HASH_THREAD_NICE, threadId } from '../daemon/store/thread-priority.js';
 import { sharedCopy as shared, tmpDir } from './helpers/fixtures.js';
 import { sha256Hex as sha } from '../manifests/canonical.js';
 
@@ -58,4 +60,33 @@ test('copyInto copies exactly the span into shared memory', (t) => {
   copyInto(target, Buffer.from('abcdef'), 5);
   copyInto(target, Buffer.alloc(0), 2);
   t.is(target.toString('latin1'), '\0\0\0\0\0abcdef\0\0\0\0\0');
+});
+
+/** Nice values of this process's threads, from /proc (Linux). */
+async function threadNices(): Promise<number[]> {
+  const out: number[] = [];
+  for (const tid of await fs.readdir('/proc/self/task')) {
+    const stat = await fs.readFile(`/proc/self/task/${tid}/stat`, 'utf8').catch(() => '');
+    if (stat) out.push(Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]));
+  }
+  return out;
+}
+
+// Serial: the other tests here start hash threads of their own, which would be counted too.
+test.serial('the hash thread runs at a lower priority than the rest of the process', async (t) => {
+  if (threadId() === undefined) {
+    t.log('skipped: no /proc/thread-self, so threads cannot be told apart here');
+    t.pass();
+    return;
+  }
+  const base = os.getPriority(threadId()!);
+  const want = Math.min(19, base + HASH_THREAD_NICE);
+  const count = async () => (await threadNices()).filter((n) => n === want).length;
+  const before = await count();
+  const pool = new HashPool(1, 60_000);
+  const data = randomBytes(1 << 20);
+  t.is(await pool.digest(shared(data)), sha(data), 'the thread hashes as before');
+  t.is(await count(), before + 1, `the pool's one thread runs at nice ${want}: ${(await threadNices()).join(' ')}`);
+  t.is(os.getPriority(threadId()!), base, 'the main thread keeps its priority');
+  for (const s of (pool as unknown as { slots: ({ worker: { terminate(): Promise<number> } } | undefined)[] }).slots) await s?.worker.terminate();
 });

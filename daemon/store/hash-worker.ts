@@ -17,6 +17,9 @@ import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { sha256Hex } from '../../manifests/canonical.js';
 import { newContext, sha256Pair } from './sha256-pair.js';
+import { HASH_THREAD_NICE, lowerThreadPriority } from './thread-priority.js';
+
+lowerThreadPriority(HASH_THREAD_NICE); // hashing yields to the threads that move bytes
 
 export type HashRequest =
   | { op: 'digest'; id: number; sab: SharedArrayBuffer; off: number; len: number }
