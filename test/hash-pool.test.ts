@@ -11,6 +11,11 @@ import { sharedCopy as shared, tmpDir } from './helpers/fixtures.js';
 import { sha256Hex as sha } from '../manifests/canonical.js';
 
 
+/** Stops every thread the pool is running, as if it had died. */
+function terminateThreads(pool: HashPool): (Promise<number> | undefined)[] {
+  return (pool as unknown as { slots: ({ worker: { terminate(): Promise<number> } } | undefined)[] }).slots.map((s) => s?.worker.terminate());
+}
+
 test('digests match node:crypto for shared, private and small buffers, and threads stop when idle', async (t) => {
   const pool = new HashPool(2, 200);
   const big = randomBytes(3 << 20);
@@ -26,7 +31,7 @@ test('digests match node:crypto for shared, private and small buffers, and threa
   t.is(pool.running, 0, 'idle threads are stopped');
   t.is(await pool.digest(inShared), sha(big), 'and started again on demand');
   // A thread that dies with digests queued: they are done in place instead.
-  const dying = (pool as unknown as { slots: ({ worker: { terminate(): Promise<number> } } | undefined)[] }).slots.map((w) => w?.worker.terminate());
+  const dying = terminateThreads(pool);
   t.deepEqual(await Promise.all([pool.digest(inShared), pool.digest(inShared)]), [sha(big), sha(big)]);
   await Promise.all(dying);
   t.is(await pool.digest(inShared), sha(big), 'and the next call starts a fresh thread');
@@ -88,5 +93,5 @@ test.serial('the hash thread runs at a lower priority than the rest of the proce
   t.is(await pool.digest(shared(data)), sha(data), 'the thread hashes as before');
   t.is(await count(), before + 1, `the pool's one thread runs at nice ${want}: ${(await threadNices()).join(' ')}`);
   t.is(os.getPriority(threadId()!), base, 'the main thread keeps its priority');
-  for (const s of (pool as unknown as { slots: ({ worker: { terminate(): Promise<number> } } | undefined)[] }).slots) await s?.worker.terminate();
+  await Promise.all(terminateThreads(pool));
 });
