@@ -3,7 +3,7 @@
  * the blob: a chunk check that also advances the whole-blob hash must give
  * exactly OpenSSL's digests, and bad bytes must never reach the whole hash.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import fc from 'fast-check';
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
@@ -54,6 +54,32 @@ nativeTest('pair, update and digest give OpenSSL\'s digests for any data split a
   t.is(p.pair(ctx, big.subarray(4 * MiB)).toString('hex'), sha(big.subarray(4 * MiB)));
   t.is(p.digest(ctx).toString('hex'), sha(big));
   t.regex(hashingEngine, /sha256-pair/);
+});
+
+nativeTest('pairUpdate feeds two contexts the same bytes, in one pass at block boundaries or two elsewhere', (t) => {
+  const p = native!;
+  fc.assert(fc.property(
+    fc.uint8Array({ maxLength: 1024 }),
+    fc.uint8Array({ maxLength: 300 }),
+    fc.array(fc.nat(400), { maxLength: 8 }),
+    (prefix, bytes, cuts) => {
+      // `b` starts with a prefix of any length (the whole-blob hash), `a` fresh (a chunk).
+      const a = newContext(p);
+      const b = newContext(p);
+      p.update(b, prefix);
+      const data = Buffer.from(bytes);
+      let pos = 0;
+      for (const len of [...cuts, data.length]) {
+        const piece = data.subarray(pos, Math.min(data.length, pos + len));
+        p.pairUpdate(a, b, piece);
+        pos += piece.length;
+      }
+      return p.digest(a).toString('hex') === sha(data) && p.digest(b).toString('hex') === sha(Buffer.concat([prefix, data]));
+    },
+  ), { numRuns: 300 });
+  const ctx = newContext(p);
+  t.throws(() => p.pairUpdate(ctx, ctx, Buffer.alloc(64)), { instanceOf: TypeError, message: /two different/ });
+  t.throws(() => p.pairUpdate(ctx, new Uint8Array(8), Buffer.alloc(64)), { instanceOf: TypeError, message: /context/ });
 });
 
 nativeTest('a bad context or argument is a thrown error, not a crash', (t) => {
@@ -154,4 +180,87 @@ nativeSerial('a blob sends the checks of chunks waiting in order without waiting
   t.is(hashPool.pairedBytes - before, 4 * MiB, 'and every one paired');
   await blob.whenComplete();
   t.true(blob.complete);
+});
+
+/** A blob of 4 MiB in 1 MiB chunks, hashing, with its parts in shared memory. */
+async function hashingBlob(t: ExecutionContext) {
+  const dir = await tmpDir(t);
+  const data = randomBytes(4 * MiB);
+  const e = fileEntry('x', data, MiB);
+  const store = await BlobStore.open(dir, 100 * MiB);
+  t.teardown(() => store.close());
+  const blob = await store.ensure({ sha256: e.sha256, size: e.size, chunkSize: MiB, chunks: e.chunks });
+  blob.startHashing();
+  return { blob, data, part: (i: number) => shared(data.subarray(i * MiB, (i + 1) * MiB)) };
+}
+
+/** Copies `src` into `buf` in pieces of `step` bytes, reporting each, with a pause now and then. */
+async function arrive(buf: Buffer, src: Buffer, progress: (n: number) => void, step = 100_003, to = src.length) {
+  for (let n = 0; n < to;) {
+    const m = Math.min(to, n + step);
+    src.copy(buf, n, n, m);
+    n = m;
+    progress(n);
+    if ((n / step) % 3 === 0) await new Promise((r) => setImmediate(r));
+  }
+}
+
+nativeSerial('live checks: chunks hashed while they arrive pair with the whole-blob hash, in order', async (t) => {
+  const { blob, part } = await hashingBlob(t);
+  const before = hashPool.pairedBytes;
+  const bufs = [0, 1, 2, 3].map(() => shared(Buffer.alloc(MiB)));
+  const lives = bufs.map((b, i) => blob.beginChunk(i, b));
+  t.true(lives.every(Boolean), 'each chunk is next in line once the one before has begun');
+  t.is(blob.beginChunk(1, shared(Buffer.alloc(MiB))), undefined, 'a chunk already being checked cannot begin twice');
+  // Bytes arrive in odd-sized pieces, the later chunks' first; the thread follows chunk 0.
+  await Promise.all([3, 2, 1, 0].map((i) => arrive(bufs[i]!, part(i), lives[i]!.progress)));
+  const results = await Promise.all([0, 1, 2, 3].map((i) => blob.writeChunk(i, bufs[i]!, lives[i])));
+  t.deepEqual(results, ['stored', 'stored', 'stored', 'stored']);
+  t.is(hashPool.pairedBytes - before, 4 * MiB, 'every chunk paired');
+  await blob.whenComplete();
+  t.true(blob.complete, 'the whole-blob SHA-256 matches');
+});
+
+nativeSerial('live checks: bad bytes and an abandoned download leave the whole-blob hash untouched', async (t) => {
+  const { blob, part } = await hashingBlob(t);
+  const before = hashPool.pairedBytes;
+  // Chunk 0 is corrupt; chunk 1, begun behind it, cannot pair and is checked on its own.
+  const b0 = shared(Buffer.alloc(MiB));
+  const b1 = shared(Buffer.alloc(MiB));
+  const l0 = blob.beginChunk(0, b0)!;
+  const l1 = blob.beginChunk(1, b1)!;
+  const bad = Buffer.from(part(0));
+  bad[MiB - 1] ^= 1;
+  await arrive(b0, bad, l0.progress);
+  await t.throwsAsync(blob.writeChunk(0, b0, l0), { message: /SHA-256 differs/ });
+  await arrive(b1, part(1), l1.progress);
+  t.is(await blob.writeChunk(1, b1, l1), 'stored');
+  // Chunk 0 again: half arrives, then the download fails. The buffer is reused at once.
+  const l0b = blob.beginChunk(0, b0)!;
+  t.truthy(l0b, 'after the bad chunk, chunk 0 is next in line again');
+  await arrive(b0, part(0), l0b.progress, 65_536, MiB / 2);
+  l0b.abandon();
+  t.deepEqual(await l0b.result, { digest: undefined, fed: false });
+  b0.fill(0xee);
+  // A third try lands whole.
+  const l0c = blob.beginChunk(0, b0)!;
+  await arrive(b0, part(0), l0c.progress);
+  t.is(await blob.writeChunk(0, b0, l0c), 'stored');
+  // The rest without live checks: chunk 1 is read back from the file, 2 and 3 pair.
+  for (const i of [2, 3]) t.is(await blob.writeChunk(i, part(i)), 'stored');
+  await blob.whenComplete();
+  t.true(blob.complete, 'the whole-blob SHA-256 matches: no bad or abandoned byte reached it');
+  t.is(hashPool.pairedBytes - before, 3 * MiB, 'chunks 0, 2 and 3 paired; 1 was hashed alone');
+});
+
+nativeSerial('live checks: closing the blob ends a check still waiting for bytes', async (t) => {
+  const { blob, part } = await hashingBlob(t);
+  const buf = shared(Buffer.alloc(MiB));
+  const live = blob.beginChunk(0, buf)!;
+  await arrive(buf, part(0), live.progress, 65_536, MiB / 4);
+  const t0 = performance.now();
+  await blob.close();
+  t.deepEqual(await live.result, { digest: undefined, fed: false });
+  t.true(performance.now() - t0 < 2000, 'no wait for bytes that will never come');
+  await t.throwsAsync(blob.writeChunk(0, buf, live), { message: /closed/ });
 });

@@ -272,6 +272,38 @@ static napi_value js_pair(napi_env env, napi_callback_info info) {
   return digest_value(env, d);
 }
 
+/*
+ * pairUpdate(a, b, bytes): both contexts take `bytes`; one pass when both are
+ * at a block boundary (the blocks are then the same for both), else two. A
+ * chunk check that runs while the chunk's bytes arrive feeds its own context
+ * and the whole-blob one piece by piece with this.
+ */
+static napi_value js_pair_update(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  if (!get_args(env, info, 3, argv)) return NULL;
+  ctx_t *a = ctx_arg(env, argv[0]);
+  if (!a) return NULL;
+  ctx_t *b = ctx_arg(env, argv[1]);
+  if (!b) return NULL;
+  if (a == b) {
+    napi_throw_type_error(env, "ERR_SHA256_PAIR", "sha256-pair: pairUpdate needs two different contexts");
+    return NULL;
+  }
+  uint8_t *p;
+  size_t n;
+  if (!bytes_of(env, argv[2], &p, &n)) {
+    napi_throw_type_error(env, "ERR_SHA256_PAIR", "sha256-pair: data must be a Uint8Array");
+    return NULL;
+  }
+  size_t full = a->tail_len == 0 && b->tail_len == 0 ? n & ~(size_t)63 : 0;
+  compress(a->h, b->h, p, full / 64);
+  a->len += full;
+  b->len += full;
+  ctx_update(a, p + full, n - full);
+  ctx_update(b, p + full, n - full);
+  return NULL;
+}
+
 static int has_sha;
 
 static napi_value js_unavailable(napi_env env, napi_callback_info info) {
@@ -283,7 +315,7 @@ static napi_value js_unavailable(napi_env env, napi_callback_info info) {
 NAPI_MODULE_INIT() {
   has_sha = HAVE_X86 && cpu_has_sha();
   const struct { const char *name; napi_callback fn; } fns[] = {
-    {"init", js_init}, {"update", js_update}, {"digest", js_digest}, {"pair", js_pair},
+    {"init", js_init}, {"update", js_update}, {"digest", js_digest}, {"pair", js_pair}, {"pairUpdate", js_pair_update},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value f;

@@ -11,9 +11,20 @@ import { EventEmitter } from 'node:events';
 import type { Readable } from 'node:stream';
 import { ShoalError, fromSystemError } from '../../manifests/errors.js';
 import { directWritable, openDirect, writtenBytes } from './direct-io.js';
-import { hashPool, type HashStream } from './hash-pool.js';
+import { hashPool, type HashStream, type LiveCheck } from './hash-pool.js';
 
 export const COMPLETE_RECORD = 0xffffffff;
+
+/** A chunk check that runs while the chunk downloads (Blob.beginChunk). */
+export interface LiveChunk {
+  /** Bytes [0, n) of the chunk are in the buffer. */
+  progress(n: number): void;
+  /** The download failed; the buffer may be reused at once. */
+  abandon(): void;
+  /** The buffer given to beginChunk; writeChunk must get the same one. */
+  readonly buf: Buffer;
+  readonly result: Promise<{ digest: string | undefined; fed: boolean }>;
+}
 
 export interface BlobOptions {
   /** Write aligned chunk pieces with O_DIRECT where possible (see direct-io.ts). */
@@ -68,6 +79,8 @@ export class Blob extends EventEmitter {
   private checkedTo = 0;
   /** Chunks waiting for their turn to pair (see pairTurn), by start offset. */
   private pairWaiters = new Map<number, () => void>();
+  /** Live checks not yet ended (abandoned on close). */
+  private liveChecks = new Set<LiveCheck>();
   /** Chunks a download of this process is receiving now (the downloader keeps this set). */
   readonly arriving = new Set<number>();
   /**
@@ -136,34 +149,54 @@ export class Blob extends EventEmitter {
   }
 
   /**
+   * Starts the check of chunk i before its bytes arrive in `buf`, when the
+   * chunk is the next the whole-blob hash needs or right behind checks already
+   * sent: the hash thread then hashes the bytes as they arrive, for both
+   * hashes in one pass, and the check ends moments after the last byte. The
+   * caller reports progress as bytes land, and ends it with
+   * writeChunk(i, buf, live) or live.abandon(). Undefined when the chunk
+   * cannot pair now (writeChunk then checks it whole), or without the native hasher.
+   */
+  beginChunk(i: number, buf: Buffer): LiveChunk | undefined {
+    if (!this.hasher?.pairs || this.closed || this.failed || !Number.isInteger(i) || i < 0 || i >= this.chunkCount || this.have[i]) return undefined;
+    const { start, end } = this.chunkRange(i);
+    if (start !== this.checkedTo || buf.length !== end - start) return undefined;
+    const check = this.hasher.live(start, buf, this.chunks[i]!);
+    if (!check) return undefined;
+    this.setCheckedTo(end);
+    this.liveChecks.add(check);
+    const settle = (fed: boolean) => {
+      this.liveChecks.delete(check);
+      if (fed) this.setFedTo(Math.max(this.fedTo, end));
+      // Not taken (abandoned, bad bytes, or the stream was elsewhere): the checks sent after
+      // this one do not pair either, and the stream reads their bytes from the file later.
+      else this.checkedTo = this.fedTo;
+    };
+    const result = check.result.then((r) => { settle(r.fed); return r; }, (e: unknown) => { settle(false); throw e; });
+    result.catch(() => {}); // an abandoned download may never await it
+    return { progress: check.progress, abandon: check.abandon, buf, result };
+  }
+
+  /**
    * The only way bytes enter the cache: hashes `data` against the signed chunk
    * hash and writes it. The chunk can be served at once (verified, and read
    * back by any later read); it is journaled — held across restarts — only
-   * after a batched fdatasync has made it durable. Resolves when `data` may be reused.
+   * after a batched fdatasync has made it durable. `live`: the check begun
+   * with beginChunk for these bytes. Resolves when `data` may be reused.
    */
-  async writeChunk(i: number, data: Buffer): Promise<'stored' | 'already'> {
-    if (this.closed) throw new ShoalError('aborted', 'blob was closed');
-    if (this.failed) throw this.failed;
-    if (!Number.isInteger(i) || i < 0 || i >= this.chunkCount) throw new ShoalError('bad-request', `chunk ${i} out of range`);
-    if (data.length !== this.chunkLength(i)) throw new ShoalError('chunk-mismatch', `chunk ${i}: got ${data.length} bytes, expected ${this.chunkLength(i)}`);
-    const { start } = this.chunkRange(i);
-    // Hashed on a pool thread when `data` is in shared memory (the download buffers are).
-    // In order, with the native hasher, the whole-blob hash takes the bytes in the same pass.
-    let digest: string;
-    if (this.hasher?.pairs && start > this.checkedTo && !this.have[i]) await this.pairTurn(start);
-    if (this.hasher?.pairs && start === this.checkedTo && !this.have[i]) {
-      // The next chunk may send its check at once: the hash thread takes the checks in
-      // order, so it goes from this chunk to the next without waiting for a round trip.
-      this.setCheckedTo(start + data.length);
-      const r = await this.hasher.check(start, data, this.chunks[i]!);
-      digest = r.digest;
-      if (r.fed) this.setFedTo(Math.max(this.fedTo, start + data.length));
-      // Not taken (bad bytes, or the stream was elsewhere): the checks sent after this one
-      // do not pair either, and the stream reads their bytes from the file later.
-      else this.checkedTo = this.fedTo;
-    } else {
-      digest = await hashPool.digest(data);
+  async writeChunk(i: number, data: Buffer, live?: LiveChunk): Promise<'stored' | 'already'> {
+    if (live && live.buf !== data) { live.abandon(); live = undefined; }
+    try {
+      if (this.closed) throw new ShoalError('aborted', 'blob was closed');
+      if (this.failed) throw this.failed;
+      if (!Number.isInteger(i) || i < 0 || i >= this.chunkCount) throw new ShoalError('bad-request', `chunk ${i} out of range`);
+      if (data.length !== this.chunkLength(i)) throw new ShoalError('chunk-mismatch', `chunk ${i}: got ${data.length} bytes, expected ${this.chunkLength(i)}`);
+    } catch (e) {
+      live?.abandon();
+      throw e;
     }
+    const { start } = this.chunkRange(i);
+    const digest = await this.chunkDigest(i, data, live);
     if (digest !== this.chunks[i]) {
       throw new ShoalError('chunk-mismatch', `chunk ${i} of ${this.sha256.slice(0, 12)}: SHA-256 differs from the signed manifest`);
     }
@@ -198,6 +231,32 @@ export class Blob extends EventEmitter {
     this.emit('change', this.seq);
     this.scheduleFlush(i, data.length);
     return 'stored';
+  }
+
+  /**
+   * The SHA-256 of chunk i's bytes `data`: from its live check; else on a pool
+   * thread when `data` is in shared memory (the download buffers are). In
+   * order, with the native hasher, the whole-blob hash takes the bytes in the same pass.
+   */
+  private async chunkDigest(i: number, data: Buffer, live: LiveChunk | undefined): Promise<string> {
+    if (live) {
+      live.progress(data.length);
+      const r = await live.result;
+      if (r.digest === undefined) throw new ShoalError('aborted', 'blob was closed'); // only close abandons a complete chunk
+      return r.digest;
+    }
+    const { start } = this.chunkRange(i);
+    if (this.hasher?.pairs && start > this.checkedTo && !this.have[i]) await this.pairTurn(start);
+    if (!this.hasher?.pairs || start !== this.checkedTo || this.have[i]) return hashPool.digest(data);
+    // The next chunk may send its check at once: the hash thread takes the checks in
+    // order, so it goes from this chunk to the next without waiting for a round trip.
+    this.setCheckedTo(start + data.length);
+    const r = await this.hasher.check(start, data, this.chunks[i]!);
+    if (r.fed) this.setFedTo(Math.max(this.fedTo, start + data.length));
+    // Not taken (bad bytes, or the stream was elsewhere): the checks sent after this one
+    // do not pair either, and the stream reads their bytes from the file later.
+    else this.checkedTo = this.fedTo;
+    return r.digest;
   }
 
   /** Writes `piece` at `pos`: with O_DIRECT when it is aligned, no peer is about to read it and the file system takes it; else through the page cache. */
@@ -405,6 +464,7 @@ export class Blob extends EventEmitter {
     await this.flushNow().catch(() => {});
     this.closed = true;
     for (const wake of this.pairWaiters.values()) wake();
+    for (const check of this.liveChecks) check.abandon();
     this.hasher?.close();
     await this.flushChain.catch(() => {});
     this.emit('change', this.seq);

@@ -9,11 +9,13 @@
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { sha256Hex } from '../../manifests/canonical.js';
-import type { HashReply, HashRequest } from './hash-worker.js';
+import { ABANDONED, type HashReply, type HashRequest } from './hash-protocol.js';
 import { sha256Pair } from './sha256-pair.js';
 
 /** Below this a round trip to a thread costs more than hashing in place. */
 const INLINE_BYTES = 256 << 10;
+/** A live check's thread is woken after this many more bytes have arrived. */
+const LIVE_STEP = 256 << 10;
 
 interface Slot {
   worker: Worker;
@@ -74,6 +76,28 @@ export class HashPool {
         const r = await this.call(k, data.length, (id) => ({ op: 'check', sid, id, pos, expect, ...shared(data) }));
         if (r.fed) this.pairedBytes += data.length;
         return { digest: r.digest!, fed: !!r.fed };
+      },
+      live: (pos, data, expect) => {
+        if (!live() || !sha256Pair || !(data.buffer instanceof SharedArrayBuffer)) return undefined;
+        const progress = new Int32Array(new SharedArrayBuffer(4));
+        let told = 0;
+        const result = this.call(k, data.length, (id) => ({ op: 'live', sid, id, pos, expect, progress: progress.buffer as SharedArrayBuffer, ...shared(data) }))
+          .then((r) => {
+            if (r.fed) this.pairedBytes += data.length;
+            return { digest: r.digest, fed: !!r.fed };
+          });
+        return {
+          result,
+          progress: (n) => {
+            Atomics.store(progress, 0, n);
+            // Wake the thread once per LIVE_STEP (and at the end), not for every socket read.
+            if (n - told >= LIVE_STEP || n >= data.length) { told = n; Atomics.notify(progress, 0); }
+          },
+          abandon: () => {
+            Atomics.store(progress, 0, ABANDONED);
+            Atomics.notify(progress, 0);
+          },
+        };
       },
       advance: (upto) => { if (live()) slot.worker.postMessage({ op: 'advance', sid, upto } satisfies HashRequest); },
       finish: async (size) => {
@@ -172,11 +196,31 @@ export interface HashStream {
    * the same pass (`fed`). Resolves when `data` may be reused.
    */
   check(pos: number, data: Buffer, expect: string): Promise<{ digest: string; fed: boolean }>;
+  /**
+   * `check`, started before `data` is filled: the thread hashes bytes [0, n)
+   * once `progress(n)` says they are in, so the digest is ready soon after the
+   * last one. The caller must end it with progress(data.length) or abandon().
+   * Undefined without the native hasher or shared memory (use `check`).
+   */
+  live(pos: number, data: Buffer, expect: string): LiveCheck | undefined;
   /** Bytes [0, upto) of the file are written and verified: hash on up to there. */
   advance(upto: number): void;
   /** The SHA-256 (hex) of the first `size` bytes, once they are hashed. */
   finish(size: number): Promise<string>;
   close(): void;
+}
+
+export interface LiveCheck {
+  /** Bytes [0, n) of the chunk are in its buffer. */
+  progress(n: number): void;
+  /**
+   * The download failed: the check ends without a digest, and the stream does
+   * not keep any of its bytes. The buffer may be reused at once: the thread
+   * reads it only for this check's own digest, which is thrown away.
+   */
+  abandon(): void;
+  /** The chunk's digest, and whether the stream took its bytes; no digest if abandoned. */
+  result: Promise<{ digest: string | undefined; fed: boolean }>;
 }
 
 /** The pool every blob of this process uses. */

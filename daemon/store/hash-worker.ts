@@ -9,29 +9,26 @@
  * With the native hasher (sha256-pair.ts), `check` does a chunk check and the
  * stream's next bytes in one pass: the chunk's digest is compared with the
  * signed one here, and the stream keeps the bytes only when they match.
- * Everything here is synchronous, so each message is handled whole and a feed
- * can never interleave with a file read of the same stream.
+ * `live` is the same check started while the chunk's bytes still arrive: it
+ * hashes each piece as the downloader reports it (a shared progress counter,
+ * see LiveCheck in hash-pool.ts), so the digest is ready moments after the
+ * last byte instead of a whole chunk's hashing later.
+ * A stream's messages run strictly in order, one at a time (a live check
+ * holds the ones behind it), so a feed or a file read can never interleave
+ * with another change to the same stream.
  */
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { sha256Hex } from '../../manifests/canonical.js';
 import { newContext, sha256Pair } from './sha256-pair.js';
+import { ABANDONED, type HashReply, type HashRequest } from './hash-protocol.js';
 import { HASH_THREAD_NICE, lowerThreadPriority } from './thread-priority.js';
 
 lowerThreadPriority(HASH_THREAD_NICE); // hashing yields to the threads that move bytes
 
-export type HashRequest =
-  | { op: 'digest'; id: number; sab: SharedArrayBuffer; off: number; len: number }
-  | { op: 'open'; sid: number; file: string }
-  | { op: 'feed'; sid: number; id: number; pos: number; sab: SharedArrayBuffer; off: number; len: number }
-  | { op: 'check'; sid: number; id: number; pos: number; sab: SharedArrayBuffer; off: number; len: number; expect: string }
-  | { op: 'advance'; sid: number; upto: number }
-  | { op: 'finish'; sid: number; id: number; size: number }
-  | { op: 'close'; sid: number };
-
-/** `fed`: for `check`, whether the stream took the bytes. */
-export type HashReply = { id: number; digest?: string; fed?: boolean; error?: string };
+/** How long a live check sleeps between looks when no progress is reported (a closed stream ends it). */
+const LIVE_POLL_MS = 250;
 
 /** A whole-blob SHA-256 in progress. */
 interface WholeHash {
@@ -39,6 +36,8 @@ interface WholeHash {
   digest(): string;
   /** The chunk digest of `b`; the stream takes `b` only if that equals `expect`. Absent without the native hasher. */
   pairIf?(b: Uint8Array, expect: string): { digest: string; fed: boolean };
+  /** The same check fed piece by piece: `take` for each piece, then `end`. Absent without the native hasher. */
+  begin?(): { take(b: Uint8Array): void; end(expect: string): { digest: string; fed: boolean }; abandon(): void };
 }
 
 function wholeHash(): WholeHash {
@@ -58,6 +57,20 @@ function wholeHash(): WholeHash {
       if (digest !== expect) ctx.set(saved); // bad bytes never reach the whole-blob hash
       return { digest, fed: digest === expect };
     },
+    begin: () => {
+      saved.set(ctx);
+      const chunk = newContext(p);
+      const restore = () => ctx.set(saved);
+      return {
+        take: (b) => p.pairUpdate(chunk, ctx, b),
+        end: (expect) => {
+          const digest = p.digest(chunk).toString('hex');
+          if (digest !== expect) restore(); // bad bytes never reach the whole-blob hash
+          return { digest, fed: digest === expect };
+        },
+        abandon: restore,
+      };
+    },
   };
 }
 
@@ -67,6 +80,9 @@ interface Stream {
   fd: number | undefined;
   hashed: number;
   error: string | undefined;
+  closed: boolean;
+  /** The end of this stream's message chain (see `inOrder`). */
+  tail: Promise<void>;
 }
 
 const streams = new Map<number, Stream>();
@@ -95,16 +111,45 @@ function close(sid: number) {
   if (s?.fd !== undefined) closeSync(s.fd);
 }
 
-parentPort!.on('message', (m: HashRequest) => {
+/**
+ * A live check (see the file comment): hashes bytes [0, n) of the chunk as the
+ * progress counter reaches n, pairing with the stream when the chunk is the
+ * next it needs. Ends when all bytes are in, the download is abandoned, or
+ * the stream closes.
+ */
+async function live(s: Stream | undefined, m: Extract<HashRequest, { op: 'live' }>): Promise<HashReply> {
+  const progress = new Int32Array(m.progress);
+  const b = new Uint8Array(m.sab, m.off, m.len);
+  const run = s && !s.error && s.hashed === m.pos ? s.hash.begin?.() : undefined;
+  let done = 0;
+  for (;;) {
+    const have = Atomics.load(progress, 0);
+    if (have === ABANDONED || s?.closed || (!s && have < m.len)) {
+      run?.abandon();
+      return { id: m.id, abandoned: true };
+    }
+    // Whole blocks while bytes arrive (both hashes then stay at a block boundary); the rest at the end.
+    const upto = have >= m.len ? m.len : Math.min(m.len, have - (have % 64));
+    if (run && upto > done) {
+      run.take(b.subarray(done, upto));
+      done = upto;
+    }
+    if (have >= m.len) break;
+    const w = Atomics.waitAsync(progress, 0, have, LIVE_POLL_MS);
+    if (w.async) await w.value;
+  }
+  if (!run) return { id: m.id, digest: sha256Hex(b), fed: false }; // the stream reads these bytes from the file later
+  const r = run.end(m.expect);
+  if (r.fed) s!.hashed += m.len;
+  return { id: m.id, ...r };
+}
+
+/** One message of a stream; `live` may take a while, and the stream's later messages wait for it. */
+function streamMessage(s: Stream | undefined, m: HashRequest): Promise<void> | void {
   switch (m.op) {
-    case 'digest':
-      reply({ id: m.id, digest: sha256Hex(new Uint8Array(m.sab, m.off, m.len)) });
-      return;
-    case 'open':
-      streams.set(m.sid, { hash: wholeHash(), file: m.file, fd: undefined, hashed: 0, error: undefined });
-      return;
+    case 'live':
+      return live(s, m).then(reply);
     case 'check': {
-      const s = streams.get(m.sid);
       const b = new Uint8Array(m.sab, m.off, m.len);
       if (s?.hash.pairIf && !s.error && s.hashed === m.pos) {
         const r = s.hash.pairIf(b, m.expect);
@@ -115,8 +160,7 @@ parentPort!.on('message', (m: HashRequest) => {
       }
       return;
     }
-    case 'feed': {
-      const s = streams.get(m.sid);
+    case 'feed':
       // Only the bytes right after what is hashed; anything else is read from the file later.
       if (s && !s.error && s.hashed === m.pos) {
         s.hash.update(new Uint8Array(m.sab, m.off, m.len));
@@ -124,21 +168,29 @@ parentPort!.on('message', (m: HashRequest) => {
       }
       reply({ id: m.id });
       return;
-    }
-    case 'advance': {
-      const s = streams.get(m.sid);
+    case 'advance':
       if (s) catchUp(s, m.upto);
       return;
-    }
-    case 'finish': {
-      const s = streams.get(m.sid);
-      if (!s) return reply({ id: m.id, error: 'hash stream is closed' });
+    case 'finish':
+      if (!s || s.closed) return reply({ id: m.id, error: 'hash stream is closed' });
       catchUp(s, m.size);
       reply(s.error ? { id: m.id, error: s.error } : s.hashed !== m.size ? { id: m.id, error: `hashed ${s.hashed} bytes, expected ${m.size}` } : { id: m.id, digest: s.hash.digest() });
       close(m.sid);
       return;
-    }
     case 'close':
       close(m.sid);
   }
+}
+
+parentPort!.on('message', (m: HashRequest) => {
+  if (m.op === 'digest') return reply({ id: m.id, digest: sha256Hex(new Uint8Array(m.sab, m.off, m.len)) });
+  if (m.op === 'open') {
+    streams.set(m.sid, { hash: wholeHash(), file: m.file, fd: undefined, hashed: 0, error: undefined, closed: false, tail: Promise.resolve() });
+    return;
+  }
+  const s = streams.get(m.sid);
+  if (!s) return void streamMessage(undefined, m);
+  if (m.op === 'close') s.closed = true; // a live check waiting on this stream gives up
+  const run = () => streamMessage(s, m);
+  s.tail = s.tail.then(run, run);
 });

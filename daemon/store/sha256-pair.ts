@@ -15,6 +15,8 @@ export interface Sha256Pair {
   digest(ctx: Uint8Array): Buffer;
   /** The digest of `data` on its own, while `ctx` also takes `data`. */
   pair(ctx: Uint8Array, data: Uint8Array): Buffer;
+  /** Both contexts take `data`, in one pass when both stand at a 64-byte block boundary. */
+  pairUpdate(a: Uint8Array, b: Uint8Array, data: Uint8Array): void;
 }
 
 function load(): Sha256Pair | undefined {

@@ -8,7 +8,7 @@
 import { EventEmitter } from 'node:events';
 import { ShoalError, isShoalError } from '../../manifests/errors.js';
 import { sleep } from '../limits.js';
-import type { Blob } from '../store/blob.js';
+import type { Blob, LiveChunk } from '../store/blob.js';
 import { ChunkAssembler } from '../store/chunk-assembler.js';
 import { planChunks } from './chunk-picker.js';
 import type { LeaseRequest, LeaseResponse } from './peer-client.js';
@@ -245,14 +245,19 @@ export class BlobDownload extends EventEmitter {
     this.perPeer.set(p.id, (this.perPeer.get(p.id) ?? 0) + 1);
     const { start, end } = this.blob.chunkRange(i);
     let lease: { buf: Buffer; release(): void } | undefined;
+    let live: LiveChunk | undefined;
     try {
       lease = await this.ctx.buffers.acquire(end - start, this.abort.signal);
       const buf = lease.buf;
       // The throughput floor is for the peer as a whole: its upload (maybe rate-limited on purpose)
       // is shared by every request we have open to it.
       const floor = this.ctx.config.minPeerBytesPerSec / Math.max(1, this.perPeer.get(p.id) ?? 1);
-      await this.ctx.client.range(p, this.blob.sha256, start, end - 1, buf, this.abort.signal, floor);
-      if ((await this.blob.writeChunk(i, buf)) === 'stored') this.stored(i, buf.length, 'peer', p.id);
+      // In order, the hash thread checks the chunk while it arrives (Blob.beginChunk).
+      live = this.blob.beginChunk(i, buf);
+      await this.ctx.client.range(p, this.blob.sha256, start, end - 1, buf, this.abort.signal, floor, live?.progress);
+      const w = this.blob.writeChunk(i, buf, live);
+      live = undefined; // writeChunk ends it now
+      if ((await w) === 'stored') this.stored(i, buf.length, 'peer', p.id);
     } catch (e) {
       if (this.abort.signal.aborted) return;
       const bits = this.peerHave.get(p.id);
@@ -268,6 +273,7 @@ export class BlobDownload extends EventEmitter {
         this.ctx.table.markDown(p.id, (e as Error).message);
       }
     } finally {
+      live?.abandon(); // the download failed before writeChunk took the check
       lease?.release();
       this.inflight.delete(i);
       this.perPeer.set(p.id, (this.perPeer.get(p.id) ?? 1) - 1);
