@@ -43,3 +43,27 @@ test('without --expose-gc the pacer does nothing and does not throw', (t) => {
   t.is(r.exposed, 0);
   t.true(r.after! >= r.before! - 1, `nothing collected (${r.before} → ${r.after} MiB)`);
 });
+
+// Young objects that survive a scavenge or two: enough work for V8 to share it with helper threads.
+const SURVIVORS = (pacer: boolean) => `
+${pacer ? `await import(${JSON.stringify(PACER)});` : ''}
+for (let r = 0; r < 20; r++) { const tmp = []; for (let i = 0; i < 20000; i++) tmp.push({ i, s: [i, i] }); globalThis.keep = tmp; gc({ type: 'minor' }); }
+`;
+
+/** Scavenges in a child's --trace-gc-nvp output, and how many used helper threads. */
+function scavenges(script: string): { all: number; helped: number } {
+  const r = spawnSync(process.execPath, [...DAEMON_NODE_FLAGS, '--trace-gc-nvp', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+  if (r.status !== 0) throw new Error(`child failed: ${r.stderr}`);
+  const lines = r.stdout.split('\n').filter((l) => / gc=s /.test(l));
+  return { all: lines.length, helped: lines.filter((l) => !/ background\.scavenge\.parallel=0\.00 /.test(l)).length };
+}
+
+test('with the pacer loaded, scavenges run on the main thread alone', (t) => {
+  const control = scavenges(SURVIVORS(false));
+  const paced = scavenges(SURVIVORS(true));
+  t.true(paced.all >= 20, `scavenges seen (${paced.all})`);
+  t.is(paced.helped, 0, 'no helper thread took part');
+  // On one core V8 never shares the work, and there is nothing to compare with.
+  if (control.helped === 0) t.log('V8 used no helper threads here even without the pacer');
+  else t.log(`without the pacer, ${control.helped} of ${control.all} scavenges used helper threads`);
+});
