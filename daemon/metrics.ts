@@ -70,21 +70,9 @@ export class Metrics {
     new Gauge({ name: 'shoal_cache_bytes', help: 'Bytes of blobs in the cache.', registers: r, collect() { this.set(src.cacheBytes()); } });
     new Gauge({ name: 'shoal_cache_capacity_bytes', help: 'Cache budget (cacheMaxBytes).', registers: r, collect() { this.set(src.cacheCapacity()); } });
     this.cacheEvictions = new Counter({ name: 'shoal_cache_evictions_total', help: 'Blobs evicted from the cache.', registers: r });
-    let pairedSeen = 0;
-    new Counter({
-      name: 'shoal_hash_paired_bytes_total', help: 'Bytes whose chunk check and whole-blob hash ran as one pass (native hasher); the rest are hashed twice.', registers: r,
-      collect() { const now = hashPool.pairedBytes; this.inc(now - pairedSeen); pairedSeen = now; },
-    });
-    const writtenSeen = { direct: 0, cached: 0 };
-    new Counter({
-      name: 'shoal_store_written_bytes_total', help: 'Chunk bytes written to the cache, by path: "direct" (O_DIRECT, past the page cache) or "page_cache".', labelNames: ['path'], registers: r,
-      collect() {
-        for (const [k, label] of [['direct', 'direct'], ['cached', 'page_cache']] as const) {
-          this.inc({ path: label }, writtenBytes[k] - writtenSeen[k]);
-          writtenSeen[k] = writtenBytes[k];
-        }
-      },
-    });
+    mirrorTotals(r, 'shoal_hash_paired_bytes_total', 'Bytes whose chunk check and whole-blob hash ran as one pass (native hasher); the rest are hashed twice.', () => ({ '': hashPool.pairedBytes }));
+    mirrorTotals(r, 'shoal_store_written_bytes_total', 'Chunk bytes written to the cache, by path: "direct" (O_DIRECT, past the page cache) or "page_cache".',
+      () => ({ direct: writtenBytes.direct, page_cache: writtenBytes.cached }), 'path');
     new Gauge({ name: 'shoal_build_info', help: 'Build information (always 1).', labelNames: ['version', 'node_version'], registers: r })
       .set({ version: SOFTWARE.split('/')[1]!, node_version: process.version }, 1);
     for (const s of ['origin', 'peer'] as const) { this.downloadBytes.inc({ source: s }, 0); this.verifyFailures.inc({ source: s }, 0); }
@@ -109,4 +97,24 @@ export class Metrics {
   get contentType(): string {
     return this.registry.contentType;
   }
+}
+
+/**
+ * A counter that follows running totals the process keeps elsewhere (shared by
+ * every daemon of the process), by value of `label` ('' for none): each scrape
+ * adds what the totals grew by since the last one.
+ */
+function mirrorTotals(r: Registry[], name: string, help: string, read: () => Record<string, number>, label?: string) {
+  const seen = new Map<string, number>();
+  new Counter({
+    name, help, registers: r, ...(label ? { labelNames: [label] } : {}),
+    collect() {
+      for (const [value, total] of Object.entries(read())) {
+        const grown = total - (seen.get(value) ?? 0);
+        seen.set(value, total);
+        if (label) this.inc({ [label]: value }, grown);
+        else this.inc(grown);
+      }
+    },
+  });
 }

@@ -1,7 +1,10 @@
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DAEMON_NODE_FLAGS } from '../daemon/node-flags.js';
+import { ROOT } from './helpers/fixtures.js';
 
 const PACER = fileURLToPath(new URL('../daemon/gc-pacer.js', import.meta.url));
 
@@ -66,4 +69,11 @@ test('with the pacer loaded, scavenges run on the main thread alone', (t) => {
   // On one core V8 never shares the work, and there is nothing to compare with.
   if (control.helped === 0) t.log('V8 used no helper threads here even without the pacer');
   else t.log(`without the pacer, ${control.helped} of ${control.all} scavenges used helper threads`);
+});
+
+test('npm run demo starts Node with the daemon flags (the demo runs daemons in its own process)', async (t) => {
+  const pkg = JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+  const node = pkg.scripts.demo!.split('&&').map((c) => c.trim()).find((c) => c.startsWith('node '));
+  t.truthy(node, `a node command in the demo script: ${pkg.scripts.demo}`);
+  for (const flag of DAEMON_NODE_FLAGS) t.true(node!.split(/\s+/).includes(flag), `${flag} in "${node}"`);
 });

@@ -51,6 +51,10 @@ test('after a real 3-daemon transfer, /metrics passes promtool and its counters 
     t.is(sum(s, 'shoal_cache_bytes'), rel.size);
     t.true(sum(s, 'shoal_cache_capacity_bytes') > rel.size);
     t.is(sum(s, 'shoal_build_info'), 1);
+    // Each daemon is its own process, so the process-wide totals are its own.
+    t.is(sum(s, 'shoal_store_written_bytes_total', { path: 'direct' }) + sum(s, 'shoal_store_written_bytes_total', { path: 'page_cache' }), rel.size, 'every chunk written once');
+    const paired = sum(s, 'shoal_hash_paired_bytes_total');
+    t.true(paired >= 0 && paired <= rel.size, `paired bytes ${paired}`);
     t.true(s.some((x) => x.name === 'process_cpu_seconds_total'), 'default process metrics');
   }
   // Peers served exactly what peers stored, and the coordinator granted every origin chunk once.

@@ -190,7 +190,7 @@ test.serial('chunks in aligned pool buffers are written past the page cache (O_D
   await store.close();
 });
 
-test.serial('directWrites: false, or a buffer O_DIRECT cannot take, goes through the page cache', async (t) => {
+test.serial('directWrites: false, a buffer O_DIRECT cannot take, or a blob other peers are downloading goes through the page cache', async (t) => {
   const dir = await tmpDir(t);
   const L = layoutOf(randomBytes(2 * MiB));
   const before = { ...writtenBytes };
@@ -209,4 +209,20 @@ test.serial('directWrites: false, or a buffer O_DIRECT cannot take, goes through
   await other.close();
   t.is(writtenBytes.direct - before.direct, 0);
   t.is(writtenBytes.cached - before.cached, 2 * MiB);
+  // Direct writes allowed and an aligned buffer, but other peers are downloading this blob:
+  // they will ask for the chunk within seconds, so it stays in the page cache.
+  const third = await BlobStore.open(path.join(dir, 'c'), 100 * MiB);
+  const b3 = await third.ensure(L);
+  b3.peersDownloading = true;
+  copyInto(aligned, L.part(0), 0);
+  t.is(await b3.writeChunk(0, aligned), 'stored');
+  t.is(writtenBytes.direct - before.direct, 0, 'peers downloading: not past the page cache');
+  t.is(writtenBytes.cached - before.cached, 3 * MiB);
+  b3.peersDownloading = false;
+  copyInto(aligned, L.part(1), 0);
+  t.is(await b3.writeChunk(1, aligned), 'stored');
+  const direct = writtenBytes.direct - before.direct;
+  if (await openDirect(path.join(dir, 'c', 'blobs', `${L.sha256}.data`)).then(async (h) => { await h?.close(); return !!h; })) t.is(direct, MiB, 'alone again: O_DIRECT');
+  else t.is(direct, 0, 'no O_DIRECT here: page cache');
+  await third.close();
 });
