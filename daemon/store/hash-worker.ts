@@ -81,7 +81,7 @@ interface Stream {
   hashed: number;
   error: string | undefined;
   closed: boolean;
-  /** The end of this stream's message chain (see `inOrder`). */
+  /** The end of this stream's message chain: its messages run one after another. */
   tail: Promise<void>;
 }
 
@@ -124,7 +124,7 @@ async function live(s: Stream | undefined, m: Extract<HashRequest, { op: 'live' 
   let done = 0;
   for (;;) {
     const have = Atomics.load(progress, 0);
-    if (have === ABANDONED || s?.closed || (!s && have < m.len)) {
+    if (have === ABANDONED || s?.closed) {
       run?.abandon();
       return { id: m.id, abandoned: true };
     }
