@@ -264,3 +264,29 @@ nativeSerial('live checks: closing the blob ends a check still waiting for bytes
   t.true(performance.now() - t0 < 2000, 'no wait for bytes that will never come');
   await t.throwsAsync(blob.writeChunk(0, buf, live), { message: /closed/ });
 });
+
+nativeSerial('live checks: a chunk slow to arrive does not hold back the complete ones behind it', async (t) => {
+  const { blob, part } = await hashingBlob(t);
+  Blob.pairWaitMs = 300;
+  t.teardown(() => { Blob.pairWaitMs = 100; });
+  const before = hashPool.pairedBytes;
+  const bufs = [0, 1, 2, 3].map(() => shared(Buffer.alloc(MiB)));
+  const lives = bufs.map((b, i) => blob.beginChunk(i, b)!);
+  // Chunk 0 comes from a slow peer: half of it, then nothing for a while.
+  await arrive(bufs[0]!, part(0), lives[0]!.progress, 65_536, MiB / 2);
+  await arrive(bufs[1]!, part(1), lives[1]!.progress);
+  const t0 = performance.now();
+  t.is(await blob.writeChunk(1, bufs[1]!, lives[1]), 'stored');
+  const waited = performance.now() - t0;
+  t.true(waited >= 250 && waited < 5000, `chunk 1 waited its turn for ${Math.round(waited)} ms, then was checked alone`);
+  bufs[1]!.fill(0xee); // its buffer goes back to the pool at once
+  await arrive(bufs[0]!, part(0), lives[0]!.progress);
+  t.is(await blob.writeChunk(0, bufs[0]!, lives[0]), 'stored');
+  for (const i of [2, 3]) {
+    await arrive(bufs[i]!, part(i), lives[i]!.progress);
+    t.is(await blob.writeChunk(i, bufs[i]!, lives[i]), 'stored');
+  }
+  await blob.whenComplete();
+  t.true(blob.complete, 'the whole-blob SHA-256 matches');
+  t.is(hashPool.pairedBytes - before, MiB, 'chunk 0 paired; 1 was checked alone, and 2 and 3 were begun behind it');
+});

@@ -43,7 +43,10 @@ const FLUSH_DELAY_MS = 50;
 const WRITE_PIECE = 4 << 20;
 
 export class Blob extends EventEmitter {
-  /** Longest a chunk waits for the ones before it to land (see pairTurn): about what 4 MiB takes at 40 MiB/s. */
+  /**
+   * Longest a chunk waits for the ones before it to land (see pairTurn), or for
+   * its live check once all its bytes are in: about what 4 MiB takes at 40 MiB/s.
+   */
   static pairWaitMs = 100;
   readonly sha256: string;
   readonly size: number;
@@ -241,7 +244,13 @@ export class Blob extends EventEmitter {
   private async chunkDigest(i: number, data: Buffer, live: LiveChunk | undefined): Promise<string> {
     if (live) {
       live.progress(data.length);
-      const r = await live.result;
+      const r = await settledWithin(live.result, Blob.pairWaitMs);
+      if (!r) {
+        // The hash thread is still on a chunk before this one that is slow to arrive (a slow
+        // or stalled peer): check this one alone rather than hold its buffer until then.
+        live.abandon();
+        return hashPool.digest(data);
+      }
       if (r.digest === undefined) throw new ShoalError('aborted', 'blob was closed'); // only close abandons a complete chunk
       return r.digest;
     }
@@ -469,5 +478,16 @@ export class Blob extends EventEmitter {
     await this.flushChain.catch(() => {});
     this.emit('change', this.seq);
     await Promise.allSettled([this.data.close(), this.journal.close(), this.direct?.then((h) => h?.close())]);
+  }
+}
+
+/** `p`'s value if it settles within `ms`, else undefined (a rejection propagates). */
+async function settledWithin<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<undefined>((resolve) => { timer = setTimeout(() => resolve(undefined), ms); });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
   }
 }
