@@ -7,7 +7,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { coordinatorFor } from '../daemon/swarm/hrw.js';
 import { originWithRelease } from './helpers/release.js';
-import { peerAddresses, startShoald, startSite, waitForPeers, type RunningDaemon } from './helpers/site.js';
+import { killCountingInFlight, peerAddresses, startShoald, startSite, waitForPeers, type RunningDaemon } from './helpers/site.js';
 import { tmpDir } from './helpers/fixtures.js';
 
 const MiB = 1 << 20;
@@ -31,8 +31,7 @@ async function killMidTransfer(t: import('ava').ExecutionContext, pickVictim: (d
   // Kill once a quarter of the artifact has left the origin.
   await waitUntil(() => origin.bytes(rel.rel) >= rel.size / 4);
   const victim = await pickVictim(daemons, rel.sha256);
-  await victim.kill('SIGKILL');
-  const inFlight = origin.inFlightRangeBytes();
+  const inFlight = await killCountingInFlight(victim, origin);
   const survivors = daemons.filter((d) => d !== victim);
   const results = await Promise.all(survivors.map((d) => d.client.waitFetch(jobs[daemons.indexOf(d)]!.id, { intervalMs: 100 })));
   for (const r of results) t.is(r.state, 'done');
@@ -77,8 +76,7 @@ test('a daemon restarted mid-download resumes from disk and does not fetch verif
   await waitUntil(() => origin.bytes(rel.rel) >= rel.size / 2);
   const heldBefore = (await first.client.getFetch(job.id)).held;
   await first.client.close();
-  await first.kill('SIGKILL');
-  const inFlight = origin.inFlightRangeBytes();
+  const inFlight = await killCountingInFlight(first, origin);
   const servedBeforeRestart = origin.bytes(rel.rel);
 
   // What the journal on disk records is exactly what survived the kill.

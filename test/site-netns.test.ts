@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { createTestbed, netnsSupport, type Testbed } from './helpers/netns.js';
 import { makeRelease, originWithRelease } from './helpers/release.js';
-import { startShoald, type RunningDaemon } from './helpers/site.js';
+import { killCountingInFlight, startShoald, type RunningDaemon } from './helpers/site.js';
 import { ROOT, tmpDir } from './helpers/fixtures.js';
 
 const MiB = 1 << 20;
@@ -62,8 +62,7 @@ netnsTest('4 hosts find each other by mDNS within 3 s, fetch through one WAN pul
   // kill -9 one daemon mid-transfer: the others move on and drop it after failed health checks.
   await until(async () => origin.bytes(rel2.rel) > rel2.size / 3, 20_000, 'transfer started');
   const victim = daemons[3]!;
-  await victim.kill('SIGKILL');
-  const inFlight = origin.inFlightRangeBytes();
+  const inFlight = await killCountingInFlight(victim, origin);
   const killedAt = Date.now();
   const results = await Promise.all(daemons.slice(0, 3).map((d, i) => d.client.waitFetch(jobs[i]!.id)));
   for (const r of results) t.is(r.state, 'done');

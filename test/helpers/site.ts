@@ -121,6 +121,17 @@ export async function startShoald(o: DaemonOptions): Promise<RunningDaemon> {
   };
 }
 
+/**
+ * kill -9 `d` and return the origin's range bytes in flight at that moment. The
+ * victim's own requests end with it, so they are counted just before the kill;
+ * everyone else's are counted after it as well.
+ */
+export async function killCountingInFlight(d: RunningDaemon, origin: { inFlightRangeBytes(): number }): Promise<number> {
+  const before = origin.inFlightRangeBytes();
+  await d.kill('SIGKILL');
+  return Math.max(before, origin.inFlightRangeBytes());
+}
+
 /** Starts n daemons that all list each other as static peers; stops them at teardown (also when one fails to start). */
 export async function startSite(t: { teardown(fn: () => unknown): void }, root: string, n: number, trustedKeys: string[], config: Record<string, unknown> = {}, extraAddresses = 0) {
   const addresses = await peerAddresses(n + extraAddresses);
