@@ -8,11 +8,16 @@ import { ROOT } from './helpers/fixtures.js';
 
 const PACER = fileURLToPath(new URL('../daemon/gc-pacer.js', import.meta.url));
 
-/** Runs a module script in a Node started with the daemon's flags; returns its JSON output. */
-function runWithDaemonFlags(script: string, flags: readonly string[] = DAEMON_NODE_FLAGS): Record<string, number> {
+/** Runs a module script in a Node started with `flags`; returns what it printed. */
+function nodeOutput(script: string, flags: readonly string[]): string {
   const r = spawnSync(process.execPath, [...flags, '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
   if (r.status !== 0) throw new Error(`child failed: ${r.stderr}`);
-  return JSON.parse(r.stdout) as Record<string, number>;
+  return r.stdout;
+}
+
+/** Runs a module script in a Node started with the daemon's flags; returns its JSON output. */
+function runWithDaemonFlags(script: string, flags: readonly string[] = DAEMON_NODE_FLAGS): Record<string, number> {
+  return JSON.parse(nodeOutput(script, flags)) as Record<string, number>;
 }
 
 // Dead 1 MiB buffers (outside the JS heap, like socket reads), then bytes reported in steps:
@@ -55,9 +60,7 @@ for (let r = 0; r < 20; r++) { const tmp = []; for (let i = 0; i < 20000; i++) t
 
 /** Scavenges in a child's --trace-gc-nvp output, and how many used helper threads. */
 function scavenges(script: string): { all: number; helped: number } {
-  const r = spawnSync(process.execPath, [...DAEMON_NODE_FLAGS, '--trace-gc-nvp', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
-  if (r.status !== 0) throw new Error(`child failed: ${r.stderr}`);
-  const lines = r.stdout.split('\n').filter((l) => / gc=s /.test(l));
+  const lines = nodeOutput(script, [...DAEMON_NODE_FLAGS, '--trace-gc-nvp']).split('\n').filter((l) => / gc=s /.test(l));
   return { all: lines.length, helped: lines.filter((l) => !/ background\.scavenge\.parallel=0\.00 /.test(l)).length };
 }
 

@@ -162,6 +162,16 @@ static void ctx_digest(const ctx_t *c, uint8_t out[32]) {
   }
 }
 
+/* Both contexts take the same bytes: one pass when both stand at a block boundary (the blocks are then the same), else two. */
+static void pair_update(ctx_t *a, ctx_t *b, const uint8_t *p, size_t n) {
+  size_t full = a->tail_len == 0 && b->tail_len == 0 ? n & ~(size_t)63 : 0;
+  compress(a->h, b->h, p, full / 64);
+  a->len += full;
+  b->len += full;
+  ctx_update(a, p + full, n - full);
+  ctx_update(b, p + full, n - full);
+}
+
 /* ---- N-API glue ---- */
 
 #define CHECK(call) do { if ((call) != napi_ok) { napi_throw_error(env, "ERR_SHA256_PAIR", "sha256-pair: " #call " failed"); return NULL; } } while (0)
@@ -261,12 +271,7 @@ static napi_value js_pair(napi_env env, napi_callback_info info) {
   if (!c) return NULL;
   ctx_t own;
   ctx_init(&own);
-  size_t full = c->tail_len == 0 ? n & ~(size_t)63 : 0;
-  compress(own.h, c->h, p, full / 64);
-  own.len = full;
-  c->len += full;
-  ctx_update(&own, p + full, n - full);
-  ctx_update(c, p + full, n - full);
+  pair_update(&own, c, p, n);
   uint8_t d[32];
   ctx_digest(&own, d);
   return digest_value(env, d);
@@ -295,12 +300,7 @@ static napi_value js_pair_update(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, "ERR_SHA256_PAIR", "sha256-pair: data must be a Uint8Array");
     return NULL;
   }
-  size_t full = a->tail_len == 0 && b->tail_len == 0 ? n & ~(size_t)63 : 0;
-  compress(a->h, b->h, p, full / 64);
-  a->len += full;
-  b->len += full;
-  ctx_update(a, p + full, n - full);
-  ctx_update(b, p + full, n - full);
+  pair_update(a, b, p, n);
   return NULL;
 }
 

@@ -170,10 +170,7 @@ export class Blob extends EventEmitter {
     this.liveChecks.add(check);
     const settle = (fed: boolean) => {
       this.liveChecks.delete(check);
-      if (fed) this.setFedTo(Math.max(this.fedTo, end));
-      // Not taken (abandoned, bad bytes, or the stream was elsewhere): the checks sent after
-      // this one do not pair either, and the stream reads their bytes from the file later.
-      else this.checkedTo = this.fedTo;
+      this.pairAnswered(end, fed);
     };
     const result = check.result.then((r) => { settle(r.fed); return r; }, (e: unknown) => { settle(false); throw e; });
     result.catch(() => {}); // an abandoned download may never await it
@@ -261,11 +258,16 @@ export class Blob extends EventEmitter {
     // order, so it goes from this chunk to the next without waiting for a round trip.
     this.setCheckedTo(start + data.length);
     const r = await this.hasher.check(start, data, this.chunks[i]!);
-    if (r.fed) this.setFedTo(Math.max(this.fedTo, start + data.length));
-    // Not taken (bad bytes, or the stream was elsewhere): the checks sent after this one
-    // do not pair either, and the stream reads their bytes from the file later.
-    else this.checkedTo = this.fedTo;
+    this.pairAnswered(start + data.length, r.fed);
     return r.digest;
+  }
+
+  /** A paired check of the bytes up to `end` came back; `fed`: the whole-blob stream took them. */
+  private pairAnswered(end: number, fed: boolean) {
+    if (fed) this.setFedTo(Math.max(this.fedTo, end));
+    // Not taken (abandoned, bad bytes, or the stream was elsewhere): the checks sent after
+    // this one do not pair either, and the stream reads their bytes from the file later.
+    else this.checkedTo = this.fedTo;
   }
 
   /** Writes `piece` at `pos`: with O_DIRECT when it is aligned, no peer is about to read it and the file system takes it; else through the page cache. */
