@@ -1,8 +1,10 @@
 /**
  * Young-generation GCs paced by the bytes the daemon receives.
  *
- * Every socket read allocates a fresh 64 KiB buffer outside the JS heap, and
- * the HTTP client drops it as soon as its bytes are copied out. V8 frees such
+ * Every socket read undici makes allocates a fresh 64 KiB buffer outside the JS
+ * heap, and the HTTP client drops it as soon as its bytes are copied out. That
+ * is the origin client's case; peer ranges read into the chunk buffers and
+ * allocate nothing per read (swarm/range-reader.ts). V8 frees such
  * buffers only at a GC, and a transfer allocates little else on the JS heap,
  * so V8 scavenges only once 32 MiB of them are pending (a constant in V8, not
  * a flag). Those dead buffers, and the malloc heap that holds them, were a

@@ -3,11 +3,10 @@
  * JSON bodies are size-capped and shape-checked, byte ranges must come back as
  * 206 with the exact Content-Range and length, and slow transfers are cut.
  */
-import { Agent, type Dispatcher } from 'undici';
+import { Agent } from 'undici';
 import { ShoalError } from '../../manifests/errors.js';
 import { discard } from '../http-util.js';
-import { copyInto } from '../buffer-pool.js';
-import { received } from '../gc-pacer.js';
+import { RangeReader } from './range-reader.js';
 
 export interface PeerInfo {
   peerId: string;
@@ -50,13 +49,12 @@ export interface PeerAddress {
 
 const MAX_JSON = 1 << 20;
 
-type DispatchHandler = Dispatcher.DispatchHandler;
-type DispatchController = Dispatcher.DispatchController;
-
 export class PeerClient {
   private agent: Agent;
+  private ranges: RangeReader;
   constructor(private opts: { requestTimeoutMs: number; minBytesPerSec: number; authHeaders?: (method: string, path: string) => Record<string, string> }) {
     this.agent = new Agent({ connections: 16, headersTimeout: opts.requestTimeoutMs, bodyTimeout: opts.requestTimeoutMs, connect: { timeout: 3000 }, keepAliveTimeout: 10_000 });
+    this.ranges = new RangeReader({ connectTimeoutMs: 3000, headersTimeoutMs: opts.requestTimeoutMs, idleMs: 10_000 });
   }
 
   private headers(method: string, path: string, extra: Record<string, string> = {}) {
@@ -129,69 +127,38 @@ export class PeerClient {
 
   /**
    * Bytes [start, end] of a blob from a peer into `into` (exactly end-start+1
-   * bytes). Rejects anything but a 206 with the exact Content-Range, a body of
-   * the wrong length, and stalled or too-slow transfers. Uses undici's
-   * dispatch handler directly: body bytes go from the parser straight into
-   * `into`, with no stream in between (a fifth less CPU per byte received).
+   * bytes), read straight into it (range-reader.ts). Rejects anything but a 206
+   * with the exact Content-Range and length, and stalled or too-slow transfers.
    * `onProgress(n)`: bytes [0, n) of `into` are filled.
    */
-  range(peer: PeerAddress, blob: string, start: number, end: number, into: Buffer, signal?: AbortSignal, minBytesPerSec = this.opts.minBytesPerSec, onProgress?: (got: number) => void): Promise<void> {
+  async range(peer: PeerAddress, blob: string, start: number, end: number, into: Buffer, signal?: AbortSignal, minBytesPerSec = this.opts.minBytesPerSec, onProgress?: (got: number) => void): Promise<void> {
     const want = end - start + 1;
-    if (into.length !== want) return Promise.reject(new Error('buffer size mismatch'));
+    if (into.length !== want) throw new Error('buffer size mismatch');
     const path = `/v1/blobs/${blob}`;
-    return new Promise<void>((resolve, reject) => {
-      const t0 = performance.now();
-      let got = 0;
-      let lastByte = t0;
-      let headers = false;
-      let settled = false;
-      let controller: DispatchController | undefined;
-      const finish = (e?: Error) => {
-        if (settled) return;
-        settled = true;
-        clearInterval(watchdog);
-        signal?.removeEventListener('abort', onAbort);
-        if (e) { controller?.abort(e); reject(e); } else resolve();
-      };
-      const onAbort = () => finish(signal!.reason instanceof Error ? signal!.reason : new ShoalError('aborted', 'range request aborted'));
-      // A stall: no byte at all for 3 s, or after 5 s an average below the floor. A short
-      // window would mistake a peer that paces a deliberate upload limit for a stalled one.
-      const watchdog = setInterval(() => {
-        const now = performance.now();
-        const secs = (now - t0) / 1000;
-        if (now - lastByte > 3000 || (secs > 5 && got / secs < minBytesPerSec)) finish(new ShoalError('timeout', `${peer.url}: transfer stalled (${got} of ${want} bytes)`));
-      }, 250);
-      if (signal?.aborted) return onAbort();
-      signal?.addEventListener('abort', onAbort, { once: true });
-      const handler: DispatchHandler = {
-        onRequestStart: (c) => { controller = c; if (settled) c.abort(new ShoalError('aborted', 'range request aborted')); },
-        onResponseStart: (_c, status, h) => {
-          if (status !== 206) return finish(new ShoalError('peer-error', `${peer.url}: HTTP ${status} for a range request`));
-          const cr = String(h['content-range'] ?? '');
-          const m = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(cr);
-          if (!m || Number(m[1]) !== start || Number(m[2]) !== end) return finish(new ShoalError('peer-error', `${peer.url}: Content-Range "${cr}" is not bytes ${start}-${end}`));
-          headers = true;
-        },
-        onResponseData: (_c, chunk) => {
-          if (settled) return;
-          if (got + chunk.length > want) return finish(new ShoalError('peer-error', `${peer.url}: body longer than the ${want} bytes asked for`));
-          copyInto(into, chunk, got);
-          got += chunk.length;
-          onProgress?.(got);
-          received(chunk.length);
-          lastByte = performance.now();
-        },
-        onResponseEnd: () => finish(got === want ? undefined : new ShoalError('peer-error', `${peer.url}: body of ${got} bytes, expected ${want}`)),
-        onResponseError: (_c, e) => {
-          // Headers promised the range and the body broke off: a crashed or lying peer.
-          finish(headers ? new ShoalError('peer-error', `${peer.url}: body cut short after ${got} of ${want} bytes`, { cause: e }) : e);
-        },
-      };
-      this.agent.dispatch({ origin: peer.url, path, method: 'GET', headers: this.headers('GET', path, { range: `bytes=${start}-${end}` }) }, handler);
-    });
+    const t0 = performance.now();
+    let got = 0;
+    let lastByte = t0;
+    const stall = new AbortController();
+    // A stall: no byte at all for 3 s, or after 5 s an average below the floor. A short
+    // window would mistake a peer that paces a deliberate upload limit for a stalled one.
+    const watchdog = setInterval(() => {
+      const now = performance.now();
+      const secs = (now - t0) / 1000;
+      if (now - lastByte > 3000 || (secs > 5 && got / secs < minBytesPerSec)) stall.abort(new ShoalError('timeout', `${peer.url}: transfer stalled (${got} of ${want} bytes)`));
+    }, 250);
+    try {
+      await this.ranges.read({
+        url: peer.url, path, headers: this.headers('GET', path), start, end, into,
+        signal: anySignal(signal, stall.signal),
+        onProgress: (n) => { got = n; lastByte = performance.now(); onProgress?.(n); },
+      });
+    } finally {
+      clearInterval(watchdog);
+    }
   }
 
   async close() {
+    this.ranges.close();
     await this.agent.close();
   }
 }
