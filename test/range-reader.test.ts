@@ -211,3 +211,27 @@ test('parseHead: folds repeated headers, refuses obs-fold and conflicting length
   t.throws(() => parseHead('HTTP/2 206 X', 'p'), { message: /status line/ });
   t.throws(() => parseHead('HTTP/1.1 206 X\r\nContent-Range: bytes 0-1/2\r\ncontent-range: bytes 0-2/3', 'p'), { message: /conflicting/ });
 });
+
+test('a header that would split the request is refused before anything is sent', async (t) => {
+  const { url, st } = await scripted(t, good);
+  const g = await get(reader(t), url, 0, 9, { headers: { 'x-a': 'b\r\nrange: bytes=0-1' } });
+  await t.throwsAsync(g.p, { message: /cannot be sent/ });
+  t.is(st.conns, 0);
+});
+
+test('a request that gives up waiting for a connection does not take the next free one from a request still waiting', async (t) => {
+  // 16 requests hold every connection; only the first answers soon. A waits and is aborted, B waits on.
+  const { url } = await scripted(t, (s, r) => { setTimeout(() => good(s, r), r.range[0] === 0 || r.range[0] === 99 ? 100 : 1500); });
+  const rr = reader(t);
+  const holders = await Promise.all(Array.from({ length: 16 }, (_, i) => get(rr, url, i * 10, i * 10 + 9)));
+  const ac = new AbortController();
+  const a = await get(rr, url, 50_000, 50_009, { signal: ac.signal });
+  const b = await get(rr, url, 99, 108);
+  ac.abort(new Error('gave up'));
+  await t.throwsAsync(a.p, { message: 'gave up' });
+  const t0 = performance.now();
+  await b.p;
+  t.true(performance.now() - t0 < 1000, `B got the connection the first holder freed (${Math.round(performance.now() - t0)} ms)`);
+  t.true(b.into.equals(DATA.subarray(99, 109)));
+  await Promise.all(holders.map((h) => h.p));
+});

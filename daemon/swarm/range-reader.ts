@@ -21,6 +21,7 @@
  */
 import net from 'node:net';
 import { ShoalError } from '../../manifests/errors.js';
+import { copyInto } from '../buffer-pool.js';
 
 /** Status line and headers of one response; the peer server's are about 250 bytes. */
 export const HEAD_MAX = 16 * 1024;
@@ -93,7 +94,6 @@ class Conn {
   keepAlive = true;
   /** How long the peer lets a connection idle (its Keep-Alive hint), less a margin. */
   idleMs: number;
-  closed = false;
   idleTimer: NodeJS.Timeout | undefined;
 
   constructor(readonly key: string, host: string, port: number, connectTimeoutMs: number, idleMs: number, private onClose: (c: Conn) => void) {
@@ -106,7 +106,6 @@ class Conn {
     this.socket.once('connect', () => clearTimeout(this.connectTimer));
     this.socket.on('error', (e) => this.fail(e, true));
     this.socket.on('close', () => {
-      this.closed = true;
       clearTimeout(this.connectTimer);
       clearTimeout(this.idleTimer);
       this.fail(new Error(`${key}: connection closed`), true);
@@ -168,7 +167,7 @@ class Conn {
       early = j.want;
       this.keepAlive = false;
     }
-    this.head.copy(j.get.into, 0, at + 4, at + 4 + early);
+    copyInto(j.get.into, this.head.subarray(at + 4, at + 4 + early), 0);
     j.got = early;
     this.phase = 'body';
     if (early) j.get.onProgress(early);
@@ -225,7 +224,6 @@ class Conn {
 
 export class RangeReader {
   private idle = new Map<string, Conn[]>();
-  private open = new Map<string, number>();
   private waiters = new Map<string, Array<() => void>>();
   private all = new Set<Conn>();
 
@@ -235,6 +233,9 @@ export class RangeReader {
   async read(get: RangeGet): Promise<void> {
     const u = new URL(get.url);
     if (u.protocol !== 'http:') throw new ShoalError('peer-error', `${get.url}: peers speak plain HTTP`);
+    for (const [k, v] of Object.entries(get.headers)) {
+      if (!TOKEN.test(k) || /[\r\n]/.test(v)) throw new Error(`header ${JSON.stringify(k)} cannot be sent`);
+    }
     for (let attempt = 0; ; attempt++) {
       get.signal.throwIfAborted();
       const conn = await this.checkout(u, get.signal);
@@ -259,18 +260,21 @@ export class RangeReader {
       const list = this.idle.get(key);
       while (list?.length) {
         const c = list.pop()!;
-        if (!c.closed) return c;
+        if (!c.socket.destroyed) return c;
       }
-      if ((this.open.get(key) ?? 0) < MAX_PER_ORIGIN) {
-        this.open.set(key, (this.open.get(key) ?? 0) + 1);
+      let open = 0;
+      for (const c of this.all) if (c.key === key) open++;
+      if (open < MAX_PER_ORIGIN) {
         const c = new Conn(key, u.hostname.replace(/^\[|\]$/g, ''), Number(u.port || 80), this.opts.connectTimeoutMs, this.opts.idleMs, (gone) => this.forget(gone));
         this.all.add(c);
         return c;
       }
       await new Promise<void>((resolve, reject) => {
-        const onAbort = () => reject(signal.reason);
         const q = this.waiters.get(key) ?? [];
-        q.push(() => { signal.removeEventListener('abort', onAbort); resolve(); });
+        const wake = () => { signal.removeEventListener('abort', onAbort); resolve(); };
+        // An aborted waiter leaves the queue, so that a wake-up is never spent on it.
+        const onAbort = () => { q.splice(q.indexOf(wake), 1); reject(signal.reason); };
+        q.push(wake);
         this.waiters.set(key, q);
         signal.addEventListener('abort', onAbort, { once: true });
       });
@@ -278,7 +282,7 @@ export class RangeReader {
   }
 
   private checkin(c: Conn): void {
-    if (!c.keepAlive || c.closed || c.idleMs <= 0) { c.socket.destroy(); return; }
+    if (!c.keepAlive || c.socket.destroyed || c.idleMs <= 0) { c.socket.destroy(); return; }
     c.socket.unref();
     c.idleTimer = setTimeout(() => c.socket.destroy(), c.idleMs);
     const list = this.idle.get(c.key) ?? [];
@@ -289,7 +293,6 @@ export class RangeReader {
 
   private forget(c: Conn): void {
     if (!this.all.delete(c)) return;
-    this.open.set(c.key, (this.open.get(c.key) ?? 1) - 1);
     const list = this.idle.get(c.key);
     const i = list?.indexOf(c) ?? -1;
     if (i >= 0) list!.splice(i, 1);
