@@ -127,8 +127,7 @@ class Conn {
       this.headLen = 0;
       clearTimeout(this.idleTimer);
       this.socket.ref();
-      const u = new URL(get.url);
-      let req = `GET ${get.path} HTTP/1.1\r\nhost: ${u.host}\r\nrange: bytes=${get.start}-${get.end}\r\n`;
+      let req = `GET ${get.path} HTTP/1.1\r\nhost: ${this.key}\r\nrange: bytes=${get.start}-${get.end}\r\n`;
       for (const [k, v] of Object.entries(get.headers)) req += `${k}: ${v}\r\n`;
       this.socket.write(`${req}\r\n`, 'latin1');
       this.headTimer = setTimeout(() => this.fail(new ShoalError('timeout', `${this.key}: no response headers within ${headersTimeoutMs} ms`)), headersTimeoutMs);
@@ -137,7 +136,7 @@ class Conn {
 
   private onBytes(n: number): void {
     const j = this.job;
-    if (!j || this.phase === 'idle') {
+    if (!j) {
       // Bytes nobody asked for: the last body ran past its length. The connection is unusable.
       this.socket.destroy();
       return;
@@ -304,6 +303,9 @@ export class RangeReader {
   }
 
   close(): void {
-    for (const c of [...this.all]) c.fail(new ShoalError('aborted', 'peer client closed')), c.socket.destroy();
+    for (const c of [...this.all]) {
+      c.fail(new ShoalError('aborted', 'peer client closed'));
+      c.socket.destroy(); // an idle one has no request to fail
+    }
   }
 }
