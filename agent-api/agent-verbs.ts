@@ -5,10 +5,10 @@ import path from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { args, EXIT, required, type Io } from '../manifests/cli-kit.js';
-import { ShoalError, fromSystemError } from '../manifests/errors.js';
+import { ShoalError, fromSystemError } from '../daemon/errors.js';
 import { syncDir } from '../manifests/atomic-file.js';
 import { formatBytes, parseSize } from '../manifests/units.js';
-import { DAEMON_HELP, runDaemon } from '../daemon/daemon-cli.js';
+import { DAEMON_HELP, runDaemon } from '../daemon/cli.js';
 import { AgentClient, type FetchStatus } from './client.js';
 import { extractBundles } from './extract.js';
 

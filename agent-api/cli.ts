@@ -1,5 +1,5 @@
 /** `shoal`: the command line for people and update agents. Verbs dispatch to small modules. */
-import { ShoalError } from '../manifests/errors.js';
+import { ShoalError } from '../daemon/errors.js';
 import { EXIT, reportError, stdio, type Io } from '../manifests/cli-kit.js';
 import { PUBLISHER_HELP, PUBLISHER_VERBS } from '../manifests/publisher-cli.js';
 import { AGENT_HELP, AGENT_VERBS } from './agent-verbs.js';

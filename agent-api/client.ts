@@ -5,8 +5,8 @@
 import { Client, Pool, type Dispatcher } from 'undici';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { ShoalError, type ErrorCode } from '../manifests/errors.js';
-import type { ArtifactView, FetchStatus } from '../daemon/fetches.js';
+import { ShoalError, type ErrorCode } from '../daemon/errors.js';
+import type { ArtifactView, FetchStatus } from '../daemon/fetch/fetches.js';
 
 export type { ArtifactView, FetchStatus };
 

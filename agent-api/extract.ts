@@ -13,7 +13,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { syncDir } from '../manifests/atomic-file.js';
-import { ShoalError } from '../manifests/errors.js';
+import { ShoalError } from '../daemon/errors.js';
 
 export interface ExtractLimits {
   maxEntries: number;

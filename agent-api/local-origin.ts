@@ -8,7 +8,7 @@ import { createReadStream, promises as fs } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { TokenBucket } from '../daemon/limits.js';
+import { TokenBucket } from '../daemon/common/limits.js';
 
 export interface Faults {
   /** Answer the next N range requests with 500. */

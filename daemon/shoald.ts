@@ -1,6 +1,6 @@
-#!/usr/bin/env -S MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=131072 node --expose-gc --liftoff-only
+#!/usr/bin/env node
 import { reportError, stdio } from '../manifests/cli-kit.js';
-import { runDaemon } from './daemon-cli.js';
+import { runDaemon } from './cli.js';
 
 try {
   process.exitCode = await runDaemon(process.argv.slice(2), stdio);

@@ -1,34 +1,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { ShoalError, type ErrorCode } from './errors.js';
+import { EXIT, ShoalError } from './errors.js';
 
-/** Exit codes of every `shoal` verb (docs/cli.md). Stable: scripts depend on them. */
-export const EXIT = {
-  ok: 0,
-  error: 1,
-  usage: 2,
-  invalid: 3,
-  untrusted: 4,
-  expired: 5,
-  rollback: 6,
-  mismatch: 7,
-  key: 8,
-  unreachable: 10,
-  failed: 11,
-} as const;
-
-export function exitCodeFor(code: ErrorCode): number {
-  switch (code) {
-    case 'usage': return EXIT.usage;
-    case 'malformed': case 'too-large': case 'unsupported-schema': case 'inconsistent': return EXIT.invalid;
-    case 'bad-signature': case 'unknown-key': case 'threshold-not-met': case 'duplicate-keyid': return EXIT.untrusted;
-    case 'expired': return EXIT.expired;
-    case 'rollback': return EXIT.rollback;
-    case 'file-mismatch': case 'chunk-mismatch': case 'blob-mismatch': return EXIT.mismatch;
-    case 'bad-key': case 'key-exists': return EXIT.key;
-    case 'unavailable': return EXIT.unreachable;
-    default: return EXIT.error;
-  }
-}
+export { EXIT };
 
 export interface Io {
   out: (line: string) => void;
@@ -65,7 +38,7 @@ export { writeFileAtomic } from './atomic-file.js';
 export function reportError(io: Io, e: unknown): number {
   if (e instanceof ShoalError) {
     io.err(`shoal: error [${e.code}]: ${e.message}`);
-    return exitCodeFor(e.code);
+    return e.exit;
   }
   io.err(`shoal: error [internal]: ${(e as Error)?.stack ?? String(e)}`);
   return EXIT.error;

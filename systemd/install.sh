@@ -54,7 +54,7 @@ rm -rf "$lib.old"
 mkdir -p "$bin"
 for cmd in shoal shoald; do
   entry=$([ "$cmd" = shoal ] && echo agent-api/shoal.js || echo daemon/shoald.js)
-  # The entry point's own shebang carries the Node flags (daemon/node-flags.ts).
+  # The entry point is executable (#!/usr/bin/env node): the wrapper only fixes its path.
   printf '#!/bin/sh\nexec %s/lib/shoal/dist/%s "$@"\n' "$PREFIX" "$entry" > "$bin/$cmd.tmp"
   chmod 0755 "$bin/$cmd.tmp"; mv "$bin/$cmd.tmp" "$bin/$cmd"
 done

@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { AgentClient } from '../agent-api/client.js';
-import { ShoalError } from '../manifests/errors.js';
+import { ShoalError } from '../daemon/errors.js';
 import { CLI, keys, runShoal, tmpDir } from './helpers/fixtures.js';
 
 test('`shoal daemon` serves the agent API on loopback and a unix socket, answers errors as JSON codes, and exits 0 on SIGTERM', async (t) => {

@@ -1,22 +1,22 @@
 import test from 'ava';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { ShoalError } from '../manifests/errors.js';
-import { DEFAULTS, loadConfig } from '../daemon/config.js';
+import { ShoalError } from '../daemon/errors.js';
+import { DEFAULTS, loadConfig } from '../daemon/config/config.js';
 import { tmpDir } from './helpers/fixtures.js';
 
 test('defaults ← file ← env ← flags, with sizes, durations and lists parsed', async (t) => {
   const dir = await tmpDir(t);
   const file = path.join(dir, 'c.json');
   await fs.writeFile(file, JSON.stringify({ cacheDir: 'cache', cacheMaxBytes: '2GiB', staticPeers: ['198.18.0.2:7400', '[::1]:7400'], leaseTtlMs: '5s', siteId: 'office' }));
-  const c = await loadConfig({ file, env: { SHOAL_SITE_ID: 'lab', SHOAL_CHUNK_CONCURRENCY: '4', SHOAL_DIRECT_WRITES: 'false' }, flags: { siteId: 'cli' } });
+  const c = await loadConfig({ file, env: { SHOAL_SITE_ID: 'lab', SHOAL_CHUNK_CONCURRENCY: '4', SHOAL_SCRUB_CRON: '' }, flags: { siteId: 'cli' } });
   t.is(c.cacheDir, path.join(dir, 'cache'), 'relative to the file');
   t.is(c.cacheMaxBytes, 2 * 2 ** 30);
   t.deepEqual(c.staticPeers, [{ host: '198.18.0.2', port: 7400 }, { host: '::1', port: 7400 }]);
   t.is(c.leaseTtlMs, 5000);
   t.is(c.chunkConcurrency, 4);
-  t.is(c.directWrites, false, 'a boolean from the environment');
-  t.is(DEFAULTS.directWrites, true);
+  t.is(c.scrubCron, '', 'an empty scrub schedule turns the scrub off');
+  t.is(DEFAULTS.scrubCron, '40 3 * * *');
   t.is(c.siteId, 'cli', 'flags win over env and file');
   t.deepEqual(c.peerListen, DEFAULTS.peerListen);
   t.is((await loadConfig({ env: { CACHE_DIRECTORY: '/var/cache/shoal-x' } })).cacheDir, '/var/cache/shoal-x');
@@ -38,7 +38,7 @@ test('bad config names the key, where it came from and why', async (t) => {
   await bad({ cacheMaxBytes: 'lots' }, /cacheMaxBytes: expected a size/);
   await bad({ discovery: 'carrier-pigeon' }, /discovery: expected one of mdns, static/);
   await bad({ chunkConcurrency: 0 }, /chunkConcurrency: expected a whole number from 1 to 64/);
-  await bad({ directWrites: 'sometimes' }, /directWrites: expected true or false, got "sometimes"/);
+  await bad({ scrubCron: 'nightly' }, /scrubCron/);
   await bad({ cacheDirr: '/x' }, /unknown config key "cacheDirr"/);
   await bad({ siteId: '../x' }, /siteId/);
   await bad({ trustedKeys: ['ed25519:a'], threshold: 2 }, /threshold: 2 is more than the 1 trusted key/);

@@ -1,5 +1,8 @@
 import test from 'ava';
 import { LeaseCoordinator } from '../daemon/swarm/coordinator.js';
+import { FakeClock } from './helpers/fake-clock.js';
+
+const coordinator = (ttlMs: number, isLive: (id: string) => boolean, clock = new FakeClock()) => new LeaseCoordinator({ selfId: 'self00000000', ttlMs, clock, isLive });
 import { coordinatorFor, hrwRank } from '../daemon/swarm/hrw.js';
 
 const blob = 'ab'.repeat(32);
@@ -16,7 +19,7 @@ test('HRW: every daemon computes the same coordinator; removing it promotes the 
 
 test('each chunk is granted to exactly one leaseholder, as one contiguous run; others learn the holder', (t) => {
   const live = new Set(['self00000000', 'a00000000000', 'b00000000000']);
-  const c = new LeaseCoordinator('self00000000', 10_000, (id) => live.has(id));
+  const c = coordinator(10_000, (id) => live.has(id));
   const want = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
   const a = c.handle({ blob, peer: 'a00000000000', chunks: 10, want, max: 4 }, 10);
   t.deepEqual(a.granted, [0, 1, 2, 3]);
@@ -31,7 +34,8 @@ test('each chunk is granted to exactly one leaseholder, as one contiguous run; o
 
 test('a dead holder loses its leases at once; an expired lease is granted again; done chunks stay with their holder', async (t) => {
   const live = new Set(['a00000000000', 'b00000000000']);
-  const c = new LeaseCoordinator('self00000000', 50, (id) => live.has(id));
+  const clock = new FakeClock();
+  const c = coordinator(50, (id) => live.has(id), clock);
   t.deepEqual(c.handle({ blob, peer: 'a00000000000', chunks: 4, want: [0, 1], max: 2 }, 4).granted, [0, 1]);
   c.handle({ blob, peer: 'a00000000000', chunks: 4, done: [0] }, 4);
   live.delete('a00000000000');
@@ -39,19 +43,20 @@ test('a dead holder loses its leases at once; an expired lease is granted again;
   t.deepEqual(r.granted, [0, 1], 'holder gone: both re-granted');
   t.deepEqual(c.handle({ blob, peer: 'a00000000000', chunks: 4, want: [2], max: 1 }, 4).granted, [2]);
   live.add('a00000000000');
-  await new Promise((res) => setTimeout(res, 80));
+  await clock.advance(80);
   t.deepEqual(c.handle({ blob, peer: 'b00000000000', chunks: 4, want: [2], max: 1 }, 4).granted, [2], 'expired, not renewed');
   t.true(c.expired >= 1);
   // Renewal by the holder keeps a lease alive.
   c.handle({ blob, peer: 'a00000000000', chunks: 4, want: [3], max: 1 }, 4);
-  await new Promise((res) => setTimeout(res, 30));
+  await clock.advance(30);
   c.handle({ blob, peer: 'a00000000000', chunks: 4, renew: [3] }, 4);
-  await new Promise((res) => setTimeout(res, 30));
+  await clock.advance(30);
   t.deepEqual(c.handle({ blob, peer: 'b00000000000', chunks: 4, want: [3], max: 1 }, 4).held, { 3: 'a00000000000' });
 });
 
-test('after a member leaves, a coordinator new to a blob hears renewals before granting', (t) => {
-  const c = new LeaseCoordinator('self00000000', 10_000, () => true);
+test('after a member leaves, a coordinator new to a blob hears renewals before granting', async (t) => {
+  const clock = new FakeClock();
+  const c = coordinator(10_000, () => true, clock);
   c.memberLeft();
   const early = c.handle({ blob, peer: 'b00000000000', chunks: 4, want: [0, 1], max: 2 }, 4);
   t.deepEqual(early.granted, []);
@@ -59,4 +64,6 @@ test('after a member leaves, a coordinator new to a blob hears renewals before g
   const renew = c.handle({ blob, peer: 'a00000000000', chunks: 4, renew: [0] }, 4);
   t.deepEqual(renew.granted, [0], 'the old leaseholder keeps its lease');
   t.deepEqual(c.handle({ blob, peer: 'b00000000000', chunks: 4, want: [0], max: 2 }, 4).held, { 0: 'a00000000000' });
+  await clock.advance(10_001);
+  t.deepEqual(c.handle({ blob, peer: 'b00000000000', chunks: 4, want: [1], max: 2 }, 4).granted, [1], 'after the grace period it grants');
 });

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import tar from 'tar-stream';
 import { extractBundles } from '../agent-api/extract.js';
-import { ShoalError } from '../manifests/errors.js';
+import { ShoalError } from '../daemon/errors.js';
 import { tmpDir } from './helpers/fixtures.js';
 
 type Entry = Partial<tar.Header> & { name: string; body?: Buffer };

@@ -4,7 +4,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { canonicalBytes, sha256Hex } from '../manifests/canonical.js';
 import { digestFile } from '../manifests/chunker.js';
-import { ShoalError, type ErrorCode } from '../manifests/errors.js';
+import { ShoalError, type ErrorCode } from '../daemon/errors.js';
 import { generateSigningKey, loadPublicKey, loadSigningKey, parsePublicKey, writeKeyPair } from '../manifests/keys.js';
 import { publish } from '../manifests/publish.js';
 import { serializeEnvelope, signEnvelope } from '../manifests/sign.js';

@@ -6,7 +6,10 @@
 import test from 'ava';
 import fc from 'fast-check';
 import { canonicalBytes } from '../manifests/canonical.js';
-import { ShoalError, VERIFY_CODES } from '../manifests/errors.js';
+import { ShoalError } from '../daemon/errors.js';
+
+/** The codes a document verification may answer with. */
+const VERIFY_CODES = ['bad-signature', 'unknown-key', 'threshold-not-met', 'duplicate-keyid', 'expired', 'rollback', 'malformed', 'too-large', 'unsupported-schema', 'inconsistent'];
 import { verifyManifest } from '../manifests/verify.js';
 import { keys, manifestBody, signed } from './helpers/fixtures.js';
 
@@ -62,19 +65,18 @@ function setAt(root: unknown, p: (string | number)[], value: unknown, mode: 'set
 
 test('structural mutations at any path are rejected with a typed error', (t) => {
   const parsed = JSON.parse(original);
-  fc.assert(
+  t.notThrows(() => fc.assert(
     fc.property(fc.constantFrom(...allPaths), fc.jsonValue({ maxDepth: 3 }), fc.constantFrom('set', 'delete', 'add' as const), (p, value, mode) => {
       const mutated = JSON.stringify(setAt(parsed, p, value, mode as 'set' | 'delete' | 'add'));
       return judge(mutated) !== 'accepted';
     }),
     { numRuns: 3000 },
-  );
-  t.pass();
+  ));
 });
 
 test('byte-level mutations of the serialized manifest are rejected with a typed error', (t) => {
   const bytes = Buffer.from(original);
-  fc.assert(
+  t.notThrows(() => fc.assert(
     fc.property(
       fc.array(fc.record({ at: fc.nat(bytes.length - 1), op: fc.constantFrom('flip', 'delete', 'insert'), byte: fc.integer({ min: 0, max: 255 }) }), { minLength: 1, maxLength: 4 }),
       (edits) => {
@@ -89,8 +91,7 @@ test('byte-level mutations of the serialized manifest are rejected with a typed 
       },
     ),
     { numRuns: 3000 },
-  );
-  t.pass();
+  ));
 });
 
 test('arbitrary JSON documents never verify and only throw typed errors', (t) => {

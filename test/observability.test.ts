@@ -6,6 +6,7 @@ import path from 'node:path';
 import { originWithRelease } from './helpers/release.js';
 import { parseMetrics, sum } from './helpers/prometheus.js';
 import { startSite, waitForPeers } from './helpers/site.js';
+import { requires } from './helpers/requires.js';
 import { ROOT, tmpDir } from './helpers/fixtures.js';
 
 const MiB = 1 << 20;
@@ -51,10 +52,8 @@ test('after a real 3-daemon transfer, /metrics passes promtool and its counters 
     t.is(sum(s, 'shoal_cache_bytes'), rel.size);
     t.true(sum(s, 'shoal_cache_capacity_bytes') > rel.size);
     t.is(sum(s, 'shoal_build_info'), 1);
-    // Each daemon is its own process, so the process-wide totals are its own.
-    t.is(sum(s, 'shoal_store_written_bytes_total', { path: 'direct' }) + sum(s, 'shoal_store_written_bytes_total', { path: 'page_cache' }), rel.size, 'every chunk written once');
-    const paired = sum(s, 'shoal_hash_paired_bytes_total');
-    t.true(paired >= 0 && paired <= rel.size, `paired bytes ${paired}`);
+    t.is(sum(s, 'shoal_chunks_dropped_total'), 0);
+    t.is(sum(s, 'shoal_scrub_chunks_total', { result: 'bad' }), 0);
     t.true(s.some((x) => x.name === 'process_cpu_seconds_total'), 'default process metrics');
   }
   // Peers served exactly what peers stored, and the coordinator granted every origin chunk once.
@@ -69,13 +68,9 @@ test('after a real 3-daemon transfer, /metrics passes promtool and its counters 
   }
 });
 
-test('the dashboard in headless Chromium shows the peers, a fetch progressing to 100 %, and the savings figure', async (t) => {
-  const chromium = '/usr/bin/chromium';
-  if (!existsSync(chromium)) {
-    if (process.env.CI) return t.fail('chromium is missing in CI (.ci/system-packages installs it)');
-    t.log('skipped: Debian chromium is not installed (apt-get install chromium)');
-    return t.pass();
-  }
+const chromium = '/usr/bin/chromium';
+// CI installs chromium (.ci/system-packages): there a missing one fails instead of skipping.
+requires(existsSync(chromium) || process.env.CI ? undefined : 'Debian chromium is not installed (apt-get install chromium)')('the dashboard in headless Chromium shows the peers, a fetch progressing to 100 %, and the savings figure', async (t) => {
   const { chromium: pw } = await import('playwright-core');
   const dir = await tmpDir(t);
   const { rel } = await originWithRelease(t, dir, { size: 32 * MiB, bytesPerSec: 8 * MiB });

@@ -2,13 +2,13 @@
 import test from 'ava';
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { HEAD_MAX, parseHead, RangeReader, type RangeGet } from '../daemon/swarm/range-reader.js';
-import { isShoalError } from '../manifests/errors.js';
+import { HEAD_MAX, parseHead, RangeReader, type RangeGet } from '../daemon/peers/range-reader.js';
+import { isShoalError, peerVerdict, type ErrorCode } from '../daemon/errors.js';
 
 const DATA = randomBytes(1 << 20);
 
 interface Req { text: string; range: [number, number]; conn: number; headers: Record<string, string> }
-type Answer = (s: net.Socket, r: Req) => void | Promise<void>;
+type Answer = (s: net.Socket, r: Req) => unknown;
 
 /** A server that reads each request head and lets `answer` write whatever it likes. */
 async function scripted(t: { teardown(f: () => unknown): void }, answer: Answer) {
@@ -107,24 +107,25 @@ test('bytes past the promised length never reach the buffer, and the connection 
   t.is(st.conns, 2, 'the poisoned connection was dropped');
 });
 
-const lies: Array<[string, Answer, RegExp]> = [
-  ['HTTP 200', (s, r) => s.write(`HTTP/1.1 200 OK\r\ncontent-length: ${r.range[1] - r.range[0] + 1}\r\n\r\n`), /HTTP 200/],
-  ['a wrong Content-Range', (s, r) => s.write(`HTTP/1.1 206 X\r\ncontent-range: bytes ${r.range[0] + 1}-${r.range[1] + 1}/9\r\ncontent-length: ${r.range[1] - r.range[0] + 1}\r\n\r\n`), /Content-Range/],
-  ['a longer Content-Length', (s, r) => s.write(`HTTP/1.1 206 X\r\ncontent-range: bytes ${r.range[0]}-${r.range[1]}/9\r\ncontent-length: ${r.range[1] - r.range[0] + 2}\r\n\r\n`), /Content-Length/],
-  ['no Content-Length', (s, r) => s.write(`HTTP/1.1 206 X\r\ncontent-range: bytes ${r.range[0]}-${r.range[1]}/9\r\n\r\n`), /Content-Length missing/],
-  ['a chunked body', (s, r) => s.write(`HTTP/1.1 206 X\r\ncontent-range: bytes ${r.range[0]}-${r.range[1]}/9\r\ntransfer-encoding: chunked\r\ncontent-length: ${r.range[1] - r.range[0] + 1}\r\n\r\n`), /transfer-encoded/],
-  ['two Content-Lengths', (s, r) => s.write(head206(r, 'content-length: 5\r\n')), /conflicting content-length/],
-  ['a body cut short', (s, r) => { s.write(head206(r)); s.end(body(r).subarray(0, 100)); }, /cut short after 100 of/],
-  ['headers without end', (s) => s.write(`HTTP/1.1 206 X\r\nx: ${'a'.repeat(HEAD_MAX)}`), /larger than 16384/],
-  ['not HTTP at all', (s) => s.write('SSH-2.0-OpenSSH\r\n\r\n'), /status line/],
-  ['a malformed header', (s, r) => s.write(`${head206(r).slice(0, -2)}bad header\r\n\r\n`), /malformed header/],
+const lies: Array<[string, Answer, RegExp, ErrorCode]> = [
+  ['HTTP 200', (s, r) => s.write(`HTTP/1.1 200 OK\r\ncontent-length: ${r.range[1] - r.range[0] + 1}\r\n\r\n`), /HTTP 200/, 'peer-protocol'],
+  ['a wrong Content-Range', (s, r) => s.write(`HTTP/1.1 206 X\r\ncontent-range: bytes ${r.range[0] + 1}-${r.range[1] + 1}/9\r\ncontent-length: ${r.range[1] - r.range[0] + 1}\r\n\r\n`), /Content-Range/, 'peer-wrong-length'],
+  ['a longer Content-Length', (s, r) => s.write(`HTTP/1.1 206 X\r\ncontent-range: bytes ${r.range[0]}-${r.range[1]}/9\r\ncontent-length: ${r.range[1] - r.range[0] + 2}\r\n\r\n`), /Content-Length/, 'peer-wrong-length'],
+  ['no Content-Length', (s, r) => s.write(`HTTP/1.1 206 X\r\ncontent-range: bytes ${r.range[0]}-${r.range[1]}/9\r\n\r\n`), /Content-Length missing/, 'peer-wrong-length'],
+  ['a chunked body', (s, r) => s.write(`HTTP/1.1 206 X\r\ncontent-range: bytes ${r.range[0]}-${r.range[1]}/9\r\ntransfer-encoding: chunked\r\ncontent-length: ${r.range[1] - r.range[0] + 1}\r\n\r\n`), /transfer-encoded/, 'peer-protocol'],
+  ['two Content-Lengths', (s, r) => s.write(head206(r, 'content-length: 5\r\n')), /conflicting content-length/, 'peer-protocol'],
+  ['a body cut short', (s, r) => { s.write(head206(r)); s.end(body(r).subarray(0, 100)); }, /cut short after 100 of/, 'peer-wrong-length'],
+  ['headers without end', (s) => s.write(`HTTP/1.1 206 X\r\nx: ${'a'.repeat(HEAD_MAX)}`), /larger than 16384/, 'peer-protocol'],
+  ['not HTTP at all', (s) => s.write('SSH-2.0-OpenSSH\r\n\r\n'), /status line/, 'peer-protocol'],
+  ['a malformed header', (s, r) => s.write(`${head206(r).slice(0, -2)}bad header\r\n\r\n`), /malformed header/, 'peer-protocol'],
 ];
-for (const [what, answer, msg] of lies) {
-  test(`a peer answering with ${what} is a peer-error, and the buffer's guard bytes stay untouched`, async (t) => {
+for (const [what, answer, msg, code] of lies) {
+  test(`a peer answering with ${what} is ${code}, and the buffer's guard bytes stay untouched`, async (t) => {
     const { url } = await scripted(t, answer);
     const g = await get(reader(t), url, 10, 4009);
     const e = await t.throwsAsync(g.p);
-    t.true(isShoalError(e, 'peer-error'), String(e));
+    t.true(isShoalError(e, code), String(e));
+    t.is(peerVerdict(e), 'ban');
     t.regex(e!.message, msg);
     t.true(g.guardsIntact());
   });
@@ -177,18 +178,19 @@ test('aborting mid-body rejects at once, and bytes the peer sends afterwards nev
   t.true(g.guardsIntact());
 });
 
-test('no answer within the headers timeout is a timeout error; a refused connection is a plain error, not the peer\'s lie', async (t) => {
+test('no answer within the headers timeout is a stall; a refused connection is a plain error, not the peer\'s lie', async (t) => {
   const { url } = await scripted(t, () => {});
   const g = await get(reader(t, { headersTimeoutMs: 300 }), url, 0, 9);
   const e = await t.throwsAsync(g.p);
-  t.true(isShoalError(e, 'timeout'), String(e));
+  t.true(isShoalError(e, 'peer-stall'), String(e));
   const closed = net.createServer();
   await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
   const port = (closed.address() as net.AddressInfo).port;
   await new Promise((r) => closed.close(r));
   const g2 = await get(reader(t), `http://127.0.0.1:${port}`, 0, 9);
   const e2 = await t.throwsAsync(g2.p);
-  t.false(isShoalError(e2, 'peer-error'), String(e2));
+  t.false(isShoalError(e2), String(e2));
+  t.is(peerVerdict(e2), 'down');
   t.regex(String((e2 as Error & { code?: string }).code), /ECONNREFUSED/);
 });
 

@@ -1,7 +1,7 @@
 /** Site isolation on one network: two sites with different secrets never use each other; bad or replayed HMACs get 401. */
 import test from 'ava';
 import path from 'node:path';
-import { SiteAuth } from '../daemon/site-auth.js';
+import { SiteAuth } from '../daemon/peers/site-auth.js';
 import { originWithRelease } from './helpers/release.js';
 import { peerAddresses, startShoald, waitForPeers } from './helpers/site.js';
 import { tmpDir } from './helpers/fixtures.js';

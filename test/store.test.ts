@@ -3,12 +3,13 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { ShoalError } from '../manifests/errors.js';
+import { ShoalError } from '../daemon/errors.js';
 import { BlobStore } from '../daemon/store/blob-store.js';
 import type { BlobLayout } from '../daemon/store/blob.js';
-import { BufferPool, copyInto } from '../daemon/buffer-pool.js';
-import { alignedSharedBuffer, directIoAvailable, openDirect, writtenBytes } from '../daemon/store/direct-io.js';
+import { BufferPool, copyInto } from '../daemon/store/buffer-pool.js';
+import { TokenBucket } from '../daemon/common/limits.js';
 import { fileEntry, tmpDir } from './helpers/fixtures.js';
+import { requires } from './helpers/requires.js';
 
 const MiB = 1 << 20;
 
@@ -51,7 +52,7 @@ test('only bytes that match the signed chunk hash are stored; records survive a 
   t.true(blob.complete);
   await store.close();
   store = await BlobStore.open(dir, 100 * MiB);
-  t.true(store.get(L.sha256)!.complete, 'completion record restored');
+  t.true(store.get(L.sha256)!.complete, 'every chunk recorded: complete after a restart');
   await store.close();
 });
 
@@ -68,16 +69,70 @@ test('a blob whose data file is missing or short is discarded on start, never tr
   await store.close();
 });
 
-test('chunks that verify but a whole that does not: blob-mismatch, never complete', async (t) => {
+test('bytes changed on disk while the daemon was stopped are never served: the first read drops the chunk and the journal forgets it', async (t) => {
   const dir = await tmpDir(t);
-  const L = layoutOf(randomBytes(2 * MiB));
-  const store = await BlobStore.open(dir, 100 * MiB);
-  const blob = await store.ensure({ ...L, sha256: 'f'.repeat(64) });
-  blob.startHashing();
-  await blob.writeChunk(0, L.part(0));
-  await blob.writeChunk(1, L.part(1));
-  await t.throwsAsync(blob.whenComplete(), { instanceOf: ShoalError, message: /whole file hashes/ });
+  const L = layoutOf(randomBytes(4 * MiB));
+  let store = await BlobStore.open(dir, 100 * MiB);
+  let blob = await store.ensure(L);
+  for (let i = 0; i < 4; i++) await blob.writeChunk(i, L.part(i));
+  await blob.whenComplete();
+  await store.close();
+  const data = path.join(dir, 'blobs', `${L.sha256}.data`);
+  const fh = await fs.open(data, 'r+');
+  await fh.write(Buffer.from([L.data[MiB + 7]! ^ 0x01]), 0, 1, MiB + 7); // one flipped bit in chunk 1
+  await fh.write(Buffer.alloc(MiB), 0, MiB, 3 * MiB); // chunk 3 zeroed
+  await fh.close();
+
+  const dropped: number[] = [];
+  store = await BlobStore.open(dir, 100 * MiB, { dropped: (_sha, n) => dropped.push(n) });
+  blob = store.get(L.sha256)!;
+  t.true(blob.complete, 'the journal still lists every chunk: only a read can tell');
+  const served: Buffer[] = [];
+  // A peer's range read: chunk 0 is confirmed and sent; chunk 1 fails its check and is refused.
+  t.true(await blob.confirmRange(0, MiB - 1));
+  await blob.sendRange(0, MiB - 1, Buffer.alloc(256 << 10), async (b) => { served.push(Buffer.from(b)); });
+  t.true(Buffer.concat(served).equals(L.part(0)));
+  t.false(await blob.confirmRange(MiB, 2 * MiB - 1), 'the flipped chunk is not served to a peer');
+  t.deepEqual([...blob.have], [1, 0, 1, 1]);
   t.false(blob.complete);
+  // An agent's read ends with an error before any byte of the zeroed chunk.
+  const tail: Buffer[] = [];
+  const err = await (async () => { try { for await (const c of blob.openRead(2 * MiB, 4 * MiB - 1)) tail.push(c as Buffer); } catch (e) { return e as Error; } return undefined; })();
+  t.regex(String(err?.message), /changed on disk/);
+  t.true(Buffer.concat(tail).equals(L.part(2)), 'the good chunk before it came through; not one byte of the zeroed one');
+  t.deepEqual([...blob.have], [1, 0, 1, 0]);
+  t.deepEqual(dropped, [1, 1]);
+  await store.close();
+  // Restarted: the dropped chunks are gone for good, the rest held.
+  store = await BlobStore.open(dir, 100 * MiB);
+  blob = store.get(L.sha256)!;
+  t.deepEqual([...blob.have], [1, 0, 1, 0]);
+  // Fetched again, the blob is whole.
+  await blob.writeChunk(1, L.part(1));
+  await blob.writeChunk(3, L.part(3));
+  await blob.whenComplete();
+  t.true((await fs.readFile(data)).equals(L.data));
+  await store.close();
+});
+
+test('the scrub re-hashes every held chunk at its rate and drops one that rotted while the daemon runs', async (t) => {
+  const dir = await tmpDir(t);
+  const L = layoutOf(randomBytes(3 * MiB + 5));
+  const store = await BlobStore.open(dir, 100 * MiB);
+  const blob = await store.ensure(L);
+  for (let i = 0; i < 4; i++) await blob.writeChunk(i, L.part(i));
+  await blob.whenComplete();
+  t.deepEqual(await store.scrub(new TokenBucket(0)), { chunks: 4, bytes: L.size, bad: 0 });
+  const fh = await fs.open(path.join(dir, 'blobs', `${L.sha256}.data`), 'r+');
+  await fh.write(Buffer.from('rot'), 0, 3, 2 * MiB + 100);
+  await fh.close();
+  t.true(await blob.confirmRange(2 * MiB, 3 * MiB - 1), 'confirmed once by this process: a read does not re-hash…');
+  t.deepEqual(await store.scrub(new TokenBucket(0)), { chunks: 4, bytes: L.size, bad: 1 }, '…the scrub does');
+  t.deepEqual([...blob.have], [1, 1, 0, 1]);
+  t.false(await blob.confirmRange(2 * MiB, 3 * MiB - 1));
+  const ctl = new AbortController();
+  ctl.abort(new Error('stop'));
+  await t.throwsAsync(store.scrub(new TokenBucket(0), ctl.signal), { message: 'stop' });
   await store.close();
 });
 
@@ -104,18 +159,11 @@ test('eviction is LRU under the byte budget and spares pinned and in-use blobs',
   await store.close();
 });
 
-test('ENOSPC while storing a chunk is a clear no-space error and nothing is recorded', async (t) => {
-  if (process.getuid?.() !== 0) return t.log('skipped: mounting a small tmpfs needs root') as unknown as void;
+requires(process.getuid?.() === 0 ? undefined : 'mounting a small tmpfs needs root')('ENOSPC while storing a chunk is a clear no-space error and nothing is recorded', async (t) => {
   const dir = await tmpDir(t);
   const mnt = path.join(dir, 'small');
   await fs.mkdir(mnt);
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', mnt]);
-  } catch (e) {
-    t.log(`skipped: cannot mount tmpfs here (${(e as Error).message.split('\n')[0]})`);
-    t.pass();
-    return;
-  }
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', mnt]);
   t.teardown(() => { try { execFileSync('umount', ['-l', mnt]); } catch { /* gone */ } });
   const L = layoutOf(randomBytes(5 * MiB));
   const store = await BlobStore.open(mnt, 100 * MiB);
@@ -140,47 +188,21 @@ test('ENOSPC while storing a chunk is a clear no-space error and nothing is reco
   await again.close();
 });
 
-/** Bytes of `file` in the page cache (util-linux fincore), or undefined where it cannot tell. */
-function residentBytes(file: string): number | undefined {
-  try {
-    return Number(execFileSync('fincore', ['--bytes', '--noheadings', '--output', 'RES', file], { encoding: 'utf8' }).trim());
-  } catch {
-    return undefined;
-  }
-}
-
-test.serial('chunks in aligned pool buffers are written past the page cache (O_DIRECT), the short last one through it; all read back and survive a restart', async (t) => {
+test('chunks in shared pool buffers are hashed off the main thread, stored, served to a peer and survive a restart', async (t) => {
   const dir = await tmpDir(t);
-  const probe = path.join(dir, 'probe');
-  await fs.writeFile(probe, '');
-  const h = await openDirect(probe);
-  if (!h) {
-    t.log(`skipped: ${directIoAvailable ? `the file system of ${dir} refuses O_DIRECT` : 'no buffer-address addon (not built) or no O_DIRECT on this platform'}`);
-    t.pass();
-    return;
-  }
-  await h.close();
   const L = layoutOf(randomBytes(6 * MiB + 1000));
   const pool = new BufferPool(2);
-  const before = { ...writtenBytes };
   let store = await BlobStore.open(dir, 100 * MiB);
   const blob = await store.ensure(L);
-  blob.startHashing(); // as a download does: the whole-blob hash takes the bytes from memory, not the file
   for (let i = 0; i < L.chunks.length; i++) {
     const lease = await pool.acquire(L.part(i).length);
+    t.true(lease.buf.buffer instanceof SharedArrayBuffer);
     copyInto(lease.buf, L.part(i), 0);
     t.is(await blob.writeChunk(i, lease.buf), 'stored');
     lease.release();
   }
   await blob.whenComplete();
-  t.is(writtenBytes.direct - before.direct, 6 * MiB, 'the six whole chunks');
-  t.is(writtenBytes.cached - before.cached, 1000, 'the 1000-byte last chunk');
-  const file = path.join(dir, 'blobs', `${L.sha256}.data`);
-  const resident = residentBytes(file);
-  if (resident === undefined) t.log('fincore missing: page-cache residency not checked');
-  else t.true(resident <= 8192, `only the last chunk's page is cached (${resident} bytes)`);
-  t.true((await fs.readFile(file)).equals(L.data), 'read back through the page cache: the same bytes');
-  // Reads of a chunk written with O_DIRECT, as a peer's request makes them.
+  t.true((await fs.readFile(path.join(dir, 'blobs', `${L.sha256}.data`))).equals(L.data));
   const sent: Buffer[] = [];
   await blob.sendRange(2 * MiB, 3 * MiB - 1, Buffer.alloc(256 * 1024), async (b) => { sent.push(Buffer.from(b)); });
   t.true(Buffer.concat(sent).equals(L.part(2)), 'served to a peer: the same bytes');
@@ -188,41 +210,4 @@ test.serial('chunks in aligned pool buffers are written past the page cache (O_D
   store = await BlobStore.open(dir, 100 * MiB);
   t.true(store.get(L.sha256)!.complete, 'durable and recorded: complete after a restart');
   await store.close();
-});
-
-test.serial('directWrites: false, a buffer O_DIRECT cannot take, or a blob other peers are downloading goes through the page cache', async (t) => {
-  const dir = await tmpDir(t);
-  const L = layoutOf(randomBytes(2 * MiB));
-  const before = { ...writtenBytes };
-  const store = await BlobStore.open(dir, 100 * MiB, {}, { directWrites: false });
-  const blob = await store.ensure(L);
-  const aligned = alignedSharedBuffer(MiB);
-  copyInto(aligned, L.part(0), 0);
-  t.is(await blob.writeChunk(0, aligned), 'stored');
-  await store.close();
-  const other = await BlobStore.open(path.join(dir, 'b'), 100 * MiB);
-  const b2 = await other.ensure(L);
-  // One byte into shared memory: misaligned for O_DIRECT whatever the allocator did.
-  const odd = Buffer.from(new SharedArrayBuffer(MiB + 1), 1, MiB);
-  copyInto(odd, L.part(1), 0);
-  t.is(await b2.writeChunk(1, odd), 'stored');
-  await other.close();
-  t.is(writtenBytes.direct - before.direct, 0);
-  t.is(writtenBytes.cached - before.cached, 2 * MiB);
-  // Direct writes allowed and an aligned buffer, but other peers are downloading this blob:
-  // they will ask for the chunk within seconds, so it stays in the page cache.
-  const third = await BlobStore.open(path.join(dir, 'c'), 100 * MiB);
-  const b3 = await third.ensure(L);
-  b3.peersDownloading = true;
-  copyInto(aligned, L.part(0), 0);
-  t.is(await b3.writeChunk(0, aligned), 'stored');
-  t.is(writtenBytes.direct - before.direct, 0, 'peers downloading: not past the page cache');
-  t.is(writtenBytes.cached - before.cached, 3 * MiB);
-  b3.peersDownloading = false;
-  copyInto(aligned, L.part(1), 0);
-  t.is(await b3.writeChunk(1, aligned), 'stored');
-  const direct = writtenBytes.direct - before.direct;
-  if (await openDirect(path.join(dir, 'c', 'blobs', `${L.sha256}.data`)).then(async (h) => { await h?.close(); return !!h; })) t.is(direct, MiB, 'alone again: O_DIRECT');
-  else t.is(direct, 0, 'no O_DIRECT here: page cache');
-  await third.close();
 });

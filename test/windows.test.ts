@@ -1,10 +1,10 @@
 import test from 'ava';
-import { Jobs } from '../daemon/jobs.js';
-import { DEFAULTS, type Config } from '../daemon/config.js';
-import { TokenBucket } from '../daemon/limits.js';
-import { createLogger } from '../daemon/log.js';
-import { inAnyWindow, inWindow, parseWindow } from '../daemon/windows.js';
-import { ShoalError } from '../manifests/errors.js';
+import { Jobs } from '../daemon/schedule/jobs.js';
+import { DEFAULTS, type Config } from '../daemon/config/config.js';
+import { TokenBucket } from '../daemon/common/limits.js';
+import { createLogger } from '../daemon/common/log.js';
+import { inAnyWindow, inWindow, parseWindow } from '../daemon/schedule/windows.js';
+import { ShoalError } from '../daemon/errors.js';
 
 const at = (hh: number, mm = 0) => new Date(2026, 10, 22, hh, mm);
 

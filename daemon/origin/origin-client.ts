@@ -6,10 +6,9 @@
  * backpressure, so it is not used for bodies.
  */
 import { Agent, interceptors, type Dispatcher } from 'undici';
-import { ShoalError } from '../../manifests/errors.js';
-import { discard } from '../http-util.js';
-import { received } from '../gc-pacer.js';
-import { Semaphore, sleep, TokenBucket } from '../limits.js';
+import { ShoalError } from '../errors.js';
+import { discard } from '../common/http-util.js';
+import { Semaphore, sleep, TokenBucket } from '../common/limits.js';
 
 export interface OriginOptions {
   maxBytesPerSec: number;
@@ -119,7 +118,6 @@ export class OriginClient {
     try {
       for await (const raw of res.body as AsyncIterable<Buffer>) {
         this.opts.onBytes?.(raw.length);
-        received(raw.length);
         let b = raw;
         if (skip > 0) {
           const s = Math.min(skip, b.length);

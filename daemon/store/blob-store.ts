@@ -7,9 +7,11 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { writeFileAtomic } from '../../manifests/atomic-file.js';
 import { chunkCount } from '../../manifests/chunker.js';
-import { ShoalError, fromSystemError } from '../../manifests/errors.js';
+import { ShoalError, fromSystemError } from '../errors.js';
 import { HEX64_RE } from '../../manifests/schema.js';
-import { Blob, COMPLETE_RECORD, type BlobLayout, type BlobOptions } from './blob.js';
+import type { TokenBucket } from '../common/limits.js';
+import { Blob, type BlobLayout, type BlobTiming } from './blob.js';
+import { HashPool } from './hash-pool.js';
 
 interface Meta extends BlobLayout {
   pinned?: boolean;
@@ -17,7 +19,15 @@ interface Meta extends BlobLayout {
 
 export interface StoreEvents {
   evicted?: (sha: string, bytes: number) => void;
+  /** Stored chunks found changed on disk and dropped (first read after a restart, or scrub). */
+  dropped?: (sha: string, chunks: number) => void;
   log?: (level: 'info' | 'warn', msg: string, fields?: Record<string, unknown>) => void;
+}
+
+export interface StoreOptions {
+  /** The hashing threads (one pool per daemon); a store makes its own if not given. */
+  hasher?: HashPool;
+  timing?: BlobTiming;
 }
 
 export class BlobStore {
@@ -27,12 +37,15 @@ export class BlobStore {
   private active = new Map<string, number>();
   readonly dir: string;
 
-  private constructor(readonly root: string, public maxBytes: number, private events: StoreEvents, private blobOptions: BlobOptions) {
+  readonly hasher: HashPool;
+
+  private constructor(readonly root: string, public maxBytes: number, private events: StoreEvents, private opts: StoreOptions) {
     this.dir = path.join(root, 'blobs');
+    this.hasher = opts.hasher ?? new HashPool();
   }
 
-  static async open(root: string, maxBytes: number, events: StoreEvents = {}, blobOptions: BlobOptions = {}): Promise<BlobStore> {
-    const s = new BlobStore(root, maxBytes, events, blobOptions);
+  static async open(root: string, maxBytes: number, events: StoreEvents = {}, opts: StoreOptions = {}): Promise<BlobStore> {
+    const s = new BlobStore(root, maxBytes, events, opts);
     try {
       await fs.mkdir(s.dir, { recursive: true, mode: 0o750 });
       await fs.access(s.dir, fs.constants.W_OK);
@@ -64,15 +77,13 @@ export class BlobStore {
       // Cut a torn final record off before anything is appended, or every later record would be misaligned.
       if (journal.length % 4 !== 0) await fs.truncate(p.journal, journal.length - (journal.length % 4));
       const indices: number[] = [];
-      let completeRecorded = false;
-      // A torn final record (length not a multiple of 4) is ignored.
+      // Records past the chunk count (such as an older version's 0xFFFFFFFF "whole file checked") are ignored.
       for (let off = 0; off + 4 <= journal.length; off += 4) {
         const v = journal.readUInt32LE(off);
-        if (v === COMPLETE_RECORD) completeRecorded = true;
-        else if (v < meta.chunks.length) indices.push(v);
+        if (v < meta.chunks.length) indices.push(v);
       }
       const blob = await this.openBlob(meta);
-      blob.restore(indices, completeRecorded);
+      blob.restore(indices);
       blob.pinned = !!meta.pinned;
       blob.lastAccess = (await fs.stat(p.meta)).mtimeMs;
       this.blobs.set(sha, blob);
@@ -86,7 +97,9 @@ export class BlobStore {
     const p = this.paths(meta.sha256);
     const data = await fs.open(p.data, 'r+');
     const journal = await fs.open(p.journal, 'a');
-    return new Blob(meta, p.data, data, journal, this.blobOptions);
+    const blob = new Blob(meta, p.data, p.journal, data, journal, this.hasher, this.opts.timing);
+    blob.on('dropped', (chunks: number[]) => this.events.dropped?.(meta.sha256, chunks.length));
+    return blob;
   }
 
   get(sha: string): Blob | undefined {
@@ -209,6 +222,26 @@ export class BlobStore {
     b.pinned = pinned;
     const layout: Meta = { sha256: b.sha256, size: b.size, chunkSize: b.chunkSize, chunks: b.chunks, pinned };
     await writeFileAtomic(this.paths(sha).meta, JSON.stringify(layout));
+  }
+
+  /**
+   * Re-hashes every held chunk from disk, at most `bucket`'s rate; drops the
+   * ones that no longer match (they are fetched again when next wanted).
+   */
+  async scrub(bucket: TokenBucket, signal?: AbortSignal): Promise<{ chunks: number; bytes: number; bad: number }> {
+    const r = { chunks: 0, bytes: 0, bad: 0 };
+    for (const b of [...this.blobs.values()]) {
+      for (let i = 0; i < b.chunkCount; i++) {
+        if (b.closed) break;
+        if (!b.have[i]) continue;
+        signal?.throwIfAborted();
+        await bucket.take(b.chunkLength(i), signal);
+        r.chunks++;
+        r.bytes += b.chunkLength(i);
+        if (!(await b.recheck(i, true)) && !b.closed) r.bad++;
+      }
+    }
+    return r;
   }
 
   async close(): Promise<void> {

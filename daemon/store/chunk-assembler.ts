@@ -1,4 +1,4 @@
-import { copyInto } from '../buffer-pool.js';
+import { copyInto } from './buffer-pool.js';
 import type { Blob } from './blob.js';
 
 /**

@@ -4,7 +4,19 @@
  * the origin; everyone else is told who holds it and fetches from that peer.
  * Leases expire unless renewed; a dead holder's chunks are granted again.
  */
-import type { LeaseRequest, LeaseResponse } from './peer-client.js';
+import type { Clock } from '../common/clock.js';
+import type { LeaseRequest, LeaseResponse } from '../peers/wire.js';
+
+export interface CoordinatorOptions {
+  selfId: string;
+  /** A lease not renewed for this long lapses. */
+  ttlMs: number;
+  clock: Clock;
+  /** Whether a peer is alive (a dead holder's leases are granted again). */
+  isLive: (peerId: string) => boolean;
+  /** Whether we rank first for the blob in our own view of the members. */
+  ranksFirst?: (blob: string) => boolean;
+}
 
 interface Lease {
   holder: string;
@@ -21,13 +33,19 @@ export class LeaseCoordinator {
   granted = 0;
   expired = 0;
 
-  constructor(
-    private selfId: string,
-    private ttlMs: number,
-    private isLive: (peerId: string) => boolean,
-    /** Whether we rank first for the blob in our own view of the members. */
-    private ranksFirst: (blob: string) => boolean = () => true,
-  ) {}
+  private selfId: string;
+  private ttlMs: number;
+  private clock: Clock;
+  private isLive: (peerId: string) => boolean;
+  private ranksFirst: (blob: string) => boolean;
+
+  constructor(o: CoordinatorOptions) {
+    this.selfId = o.selfId;
+    this.ttlMs = o.ttlMs;
+    this.clock = o.clock;
+    this.isLive = o.isLive;
+    this.ranksFirst = o.ranksFirst ?? (() => true);
+  }
 
   /**
    * A member left: its coordinated blobs may move to us, so hear renewals before
@@ -35,7 +53,7 @@ export class LeaseCoordinator {
    * renewal still went to the dead coordinator.
    */
   memberLeft() {
-    this.graceUntil = Date.now() + this.ttlMs;
+    this.graceUntil = this.clock.now() + this.ttlMs;
   }
 
   private stopping = false;
@@ -51,7 +69,7 @@ export class LeaseCoordinator {
   }
 
   handle(req: LeaseRequest, chunkCount: number): LeaseResponse {
-    const now = Date.now();
+    const now = this.clock.now();
     const known = this.leases.has(req.blob);
     let m = this.leases.get(req.blob);
     if (!m) { m = new Map(); this.leases.set(req.blob, m); }
@@ -100,7 +118,7 @@ export class LeaseCoordinator {
 
   /** Number of chunks under an active lease, per blob (for status pages). */
   activeLeases(): Record<string, number> {
-    const now = Date.now();
+    const now = this.clock.now();
     const out: Record<string, number> = {};
     for (const [b, m] of this.leases) {
       const n = [...m.values()].filter((l) => !l.done && l.expires >= now).length;

@@ -6,14 +6,34 @@
  * hash before it is stored, so a bad peer can cost time but never correctness.
  */
 import { EventEmitter } from 'node:events';
-import { ShoalError, isShoalError } from '../../manifests/errors.js';
-import { sleep } from '../limits.js';
-import type { Blob, LiveChunk } from '../store/blob.js';
+import { ShoalError, isShoalError, peerVerdict } from '../errors.js';
+import type { Blob } from '../store/blob.js';
 import { ChunkAssembler } from '../store/chunk-assembler.js';
 import { planChunks } from './chunk-picker.js';
-import type { LeaseRequest, LeaseResponse } from './peer-client.js';
-import type { Peer } from './peer-table.js';
+import type { LeaseRequest, LeaseResponse } from '../peers/wire.js';
+import type { Peer } from '../peers/peer-table.js';
 import type { SwarmContext } from './swarm.js';
+import type { Timer } from '../common/clock.js';
+
+/** The download loop's timing, from the swarm (tests shorten it on a fake clock). */
+export interface DownloadTiming {
+  /** Longest the loop sleeps without news before it plans again. */
+  tickMs: number;
+  /** Longest to wait for every peer's have-map before leasing from the origin. */
+  settleMs: number;
+  /** Pause before asking a peer that lacks the blob (or failed) again. */
+  pollRetryMs: number;
+  /** Pause after a lease answer that granted nothing. */
+  leaseRetryMs: number;
+  /** Cap of the back-off after failed origin runs. */
+  originBackoffMaxMs: number;
+  /** How long a transfer in flight may take to finish when the daemon drains. */
+  drainPollMs: number;
+}
+
+export const DEFAULT_DOWNLOAD_TIMING: DownloadTiming = {
+  tickMs: 250, settleMs: 2000, pollRetryMs: 300, leaseRetryMs: 300, originBackoffMaxMs: 5000, drainPollMs: 50,
+};
 
 export const SOURCE = { none: 0, cached: 1, origin: 2, peer: 3 } as const;
 
@@ -39,24 +59,22 @@ export class BlobDownload extends EventEmitter {
   error: ShoalError | undefined;
   readonly done: Promise<void>;
 
-  /** Chunks being received now; kept on the blob, whose hash pairing looks at it. */
-  private get inflight(): Set<number> {
-    return this.blob.arriving;
-  }
+  /** Chunks being received now. */
+  private inflight = new Set<number>();
   private perPeer = new Map<string, number>();
   private peerHave = new Map<string, Uint8Array>();
   /** Peers that hold part of this blob: other downloaders, to spread picks against. */
   private partial = new Set<string>();
   /** Peers whose have-map (or "don't have it") we heard at least once. */
   private heard = new Set<string>();
-  private readonly startedAt = Date.now();
+  private readonly startedAt: number;
   private pollers = new Map<string, AbortController>();
   private originRuns = 0;
   private nextLeaseAt = 0;
   private wakeUp: (() => void) | undefined;
   private readonly abort = new AbortController();
   private originFailures = 0;
-  private lastProgress = Date.now();
+  private lastProgress: number;
   private leasing = false;
   private fatal: ShoalError | undefined;
   private draining = false;
@@ -66,6 +84,7 @@ export class BlobDownload extends EventEmitter {
 
   constructor(private ctx: SwarmContext, readonly blob: Blob, private urls: string[]) {
     super();
+    this.startedAt = this.lastProgress = ctx.clock.now();
     this.source = new Uint8Array(blob.chunkCount);
     for (let i = 0; i < blob.chunkCount; i++) if (blob.have[i]) this.source[i] = SOURCE.cached;
     this.done = this.run();
@@ -75,8 +94,8 @@ export class BlobDownload extends EventEmitter {
   /** Starts nothing new; resolves when transfers in flight are done or `ms` passed. */
   async drain(ms: number): Promise<void> {
     this.draining = true;
-    const until = Date.now() + ms;
-    while (this.inflight.size > 0 && Date.now() < until && this.state === 'running') await sleep(50);
+    const until = this.ctx.clock.now() + ms;
+    while (this.inflight.size > 0 && this.ctx.clock.now() < until && this.state === 'running') await this.ctx.clock.sleep(this.ctx.timing.drainPollMs);
   }
 
   cancel(reason = 'cancelled') {
@@ -113,17 +132,17 @@ export class BlobDownload extends EventEmitter {
     const onChange = () => this.wake();
     this.blob.on('change', onChange);
     try {
-      this.blob.startHashing();
       for (const p of this.ctx.table.usable()) this.startPoller(p);
       while (this.blob.heldCount < this.blob.chunkCount) {
         this.abort.signal.throwIfAborted();
         if (this.fatal) throw this.fatal;
         this.schedule();
         await new Promise<void>((resolve) => {
-          this.wakeUp = resolve;
-          setTimeout(resolve, 250).unref();
+          const t = this.ctx.clock.setTimeout(() => { this.wakeUp = undefined; resolve(); }, this.ctx.timing.tickMs);
+          t.unref?.();
+          this.wakeUp = () => { this.ctx.clock.clearTimeout(t); resolve(); };
         });
-        if (Date.now() - this.lastProgress > this.ctx.config.noProgressTimeoutMs && this.inflight.size === 0) {
+        if (this.ctx.clock.now() - this.lastProgress > this.ctx.config.noProgressTimeoutMs && this.inflight.size === 0) {
           throw new ShoalError('unavailable', `no source for blob ${this.blob.sha256.slice(0, 12)}: no peer holds the missing chunks and the origin failed or is unset`);
         }
       }
@@ -153,7 +172,6 @@ export class BlobDownload extends EventEmitter {
     const usable = new Map(this.ctx.table.usable().map((p) => [p.id, p]));
     const have = new Map([...this.peerHave].filter(([id]) => usable.has(id)));
     const partial = new Set([...this.partial].filter((id) => usable.has(id)));
-    this.blob.peersDownloading = partial.size > 0;
     const { fromPeers, unheld } = planChunks({
       chunkCount: this.blob.chunkCount,
       skip: (i) => !!this.blob.have[i] || this.inflight.has(i),
@@ -165,11 +183,12 @@ export class BlobDownload extends EventEmitter {
     for (const { chunk, peer } of fromPeers) void this.fetchFromPeer(chunk, usable.get(peer)!);
     // Hear every peer's have-map before leasing: otherwise the first plan sees every
     // chunk as unheld and pulls from the origin what a peer already holds.
-    const settled = [...usable.keys()].every((id) => this.heard.has(id)) || Date.now() - this.startedAt > 2000;
+    const now = this.ctx.clock.now();
+    const settled = [...usable.keys()].every((id) => this.heard.has(id)) || now - this.startedAt > this.ctx.timing.settleMs;
     const originOpen = this.override || this.ctx.originAllowed();
     this.waiting = unheld.length && !originOpen ? 'origin-window' : undefined;
-    if (this.waiting) this.lastProgress = Date.now(); // waiting for a window is not a stall
-    if (originOpen && settled && unheld.length && this.originRuns < this.ctx.config.originConcurrency && !this.leasing && Date.now() >= this.nextLeaseAt && this.urls.length) {
+    if (this.waiting) this.lastProgress = now; // waiting for a window is not a stall
+    if (originOpen && settled && unheld.length && this.originRuns < this.ctx.config.originConcurrency && !this.leasing && now >= this.nextLeaseAt && this.urls.length) {
       void this.askLease(unheld);
     }
   }
@@ -178,7 +197,7 @@ export class BlobDownload extends EventEmitter {
     this.bytes[from] += bytes;
     this.source[i] = from === 'origin' ? SOURCE.origin : SOURCE.peer;
     this.ctx.stats.stored(from, bytes, peerId);
-    this.lastProgress = Date.now();
+    this.lastProgress = this.ctx.clock.now();
   }
 
   /** The chunk map for dashboards, at most `cells` long: per cell the state of its chunks. */
@@ -212,7 +231,7 @@ export class BlobDownload extends EventEmitter {
             this.peerHave.delete(p.id);
             this.partial.delete(p.id);
             seq = undefined;
-            await sleep(200, signal);
+            await this.ctx.clock.sleep(this.ctx.timing.pollRetryMs, signal);
             continue;
           }
           const bits = new Uint8Array(this.blob.chunkCount);
@@ -225,7 +244,7 @@ export class BlobDownload extends EventEmitter {
         } catch {
           if (signal.aborted) break;
           seq = undefined;
-          await sleep(500, signal).catch(() => {});
+          await this.ctx.clock.sleep(this.ctx.timing.pollRetryMs, signal).catch(() => {});
         }
       }
     })();
@@ -245,35 +264,23 @@ export class BlobDownload extends EventEmitter {
     this.perPeer.set(p.id, (this.perPeer.get(p.id) ?? 0) + 1);
     const { start, end } = this.blob.chunkRange(i);
     let lease: { buf: Buffer; release(): void } | undefined;
-    let live: LiveChunk | undefined;
     try {
       lease = await this.ctx.buffers.acquire(end - start, this.abort.signal);
-      const buf = lease.buf;
       // The throughput floor is for the peer as a whole: its upload (maybe rate-limited on purpose)
       // is shared by every request we have open to it.
       const floor = this.ctx.config.minPeerBytesPerSec / Math.max(1, this.perPeer.get(p.id) ?? 1);
-      // In order, the hash thread checks the chunk while it arrives (Blob.beginChunk).
-      live = this.blob.beginChunk(i, buf);
-      await this.ctx.client.range(p, this.blob.sha256, start, end - 1, buf, this.abort.signal, floor, live?.progress);
-      const w = this.blob.writeChunk(i, buf, live);
-      live = undefined; // writeChunk ends it now
-      if ((await w) === 'stored') this.stored(i, buf.length, 'peer', p.id);
+      await this.ctx.client.range(p, this.blob.sha256, start, end - 1, lease.buf, this.abort.signal, floor);
+      if ((await this.blob.writeChunk(i, lease.buf)) === 'stored') this.stored(i, lease.buf.length, 'peer', p.id);
     } catch (e) {
       if (this.abort.signal.aborted) return;
       const bits = this.peerHave.get(p.id);
       if (bits) bits[i] = 0; // don't ask this peer for it again until it says so anew
-      if (isShoalError(e, 'chunk-mismatch')) {
-        this.ctx.stats.verifyFailure('peer');
-        this.ctx.table.ban(p.id, this.ctx.config.banMs, `sent bad bytes for chunk ${i}`);
-      } else if (isShoalError(e, 'peer-error') || isShoalError(e, 'timeout')) {
-        this.ctx.table.ban(p.id, this.ctx.config.banMs, (e as Error).message);
-      } else if (isShoalError(e, 'no-space') || isShoalError(e, 'permission-denied') || isShoalError(e, 'io')) {
-        this.fatal = e as ShoalError;
-      } else {
-        this.ctx.table.markDown(p.id, (e as Error).message);
-      }
+      if (isShoalError(e, 'chunk-mismatch')) this.ctx.stats.verifyFailure('peer');
+      const verdict = peerVerdict(e);
+      if (verdict === 'fatal') this.fatal = e as ShoalError;
+      else if (verdict === 'ban') this.ctx.table.ban(p.id, this.ctx.config.banMs, `chunk ${i}: ${(e as Error).message}`);
+      else if (verdict === 'down') this.ctx.table.markDown(p.id, (e as Error).message);
     } finally {
-      live?.abandon(); // the download failed before writeChunk took the check
       lease?.release();
       this.inflight.delete(i);
       this.perPeer.set(p.id, (this.perPeer.get(p.id) ?? 1) - 1);
@@ -301,7 +308,7 @@ export class BlobDownload extends EventEmitter {
     this.leasing = true;
     try {
       const res = await this.lease({ want: unheld.slice(0, 4096), max: this.ctx.config.leaseRunChunks });
-      this.nextLeaseAt = Date.now() + (res?.retryMs ?? (res && res.granted.length ? 0 : 300));
+      this.nextLeaseAt = this.ctx.clock.now() + (res?.retryMs ?? (res && res.granted.length ? 0 : this.ctx.timing.leaseRetryMs));
       const granted = (res?.granted ?? []).filter((c) => !this.blob.have[c] && !this.inflight.has(c)).sort((a, b) => a - b);
       if (granted.length) void this.originRun(granted);
     } finally {
@@ -320,10 +327,19 @@ export class BlobDownload extends EventEmitter {
       if (!(await this.lease({ renew: [...remaining], done: sent }))) {
         done.push(...sent);
         // The coordinator just failed: tell its successor at once, before it grants our chunks away.
-        if (!this.abort.signal.aborted) setTimeout(() => void renewOnce(), 100).unref();
+        if (!this.abort.signal.aborted) this.ctx.clock.setTimeout(() => void renewOnce(), this.ctx.timing.leaseRetryMs / 3).unref?.();
       }
     };
-    const renew = setInterval(() => void renewOnce(), Math.max(100, Math.floor(this.ctx.config.leaseTtlMs / 3)));
+    // Renewed three times a lease TTL, so one lost renewal never lets a lease lapse.
+    const renewMs = Math.max(10, Math.floor(this.ctx.config.leaseTtlMs / 3));
+    let renewTimer: Timer | undefined;
+    let renewing = true;
+    const renewLoop = () => {
+      if (!renewing) return;
+      renewTimer = this.ctx.clock.setTimeout(() => { void renewOnce(); renewLoop(); }, renewMs);
+      renewTimer.unref?.();
+    };
+    renewLoop();
     let ok = false;
     let releaseBuf: (() => void) | undefined;
     try {
@@ -332,7 +348,7 @@ export class BlobDownload extends EventEmitter {
       releaseBuf = lease.release;
       const assembler = new ChunkAssembler(this.blob, chunks, lease.buf, async (c, buf) => {
         if ((await this.blob.writeChunk(c, buf)) === 'stored') this.stored(c, buf.length, 'origin');
-        this.lastProgress = Date.now();
+        this.lastProgress = this.ctx.clock.now();
         remaining.delete(c);
         done.push(c);
       });
@@ -359,13 +375,14 @@ export class BlobDownload extends EventEmitter {
         this.originFailures++;
         this.ctx.log('warn', 'origin fetch failed', { blob: this.blob.sha256.slice(0, 12), error: (lastError as Error)?.message });
         if (this.originFailures >= 5) this.fatal = isShoalError(lastError) ? lastError : new ShoalError('origin-error', String(lastError));
-        this.nextLeaseAt = Date.now() + Math.min(5000, 250 * 2 ** this.originFailures);
+        this.nextLeaseAt = this.ctx.clock.now() + Math.min(this.ctx.timing.originBackoffMaxMs, this.ctx.timing.leaseRetryMs * 2 ** this.originFailures);
       } else {
         this.originFailures = 0;
       }
     } finally {
       releaseBuf?.();
-      clearInterval(renew);
+      renewing = false;
+      this.ctx.clock.clearTimeout(renewTimer);
       chunks.forEach((c) => this.inflight.delete(c));
       this.originRuns--;
       // Hand back what we did not fetch, also when cancelled (hence a fresh signal).

@@ -2,17 +2,18 @@
  * The site engine of one daemon: peers, the lease coordinator and the blob
  * downloads. One download per blob, however many fetches ask for it.
  */
-import type { Config } from '../config.js';
-import type { Logger } from '../log.js';
+import { systemClock, type Clock } from '../common/clock.js';
+import type { Config } from '../config/config.js';
+import type { Logger } from '../common/log.js';
 import type { OriginClient } from '../origin/origin-client.js';
 import type { BlobStore } from '../store/blob-store.js';
 import type { BlobLayout } from '../store/blob.js';
-import { BufferPool } from '../buffer-pool.js';
+import { BufferPool } from '../store/buffer-pool.js';
 import { LeaseCoordinator } from './coordinator.js';
-import { BlobDownload } from './downloader.js';
+import { BlobDownload, DEFAULT_DOWNLOAD_TIMING, type DownloadTiming } from './downloader.js';
 import { coordinatorFor } from './hrw.js';
-import type { PeerClient } from './peer-client.js';
-import type { PeerTable } from './peer-table.js';
+import type { PeerClient } from '../peers/peer-client.js';
+import type { PeerTable } from '../peers/peer-table.js';
 
 export interface SwarmStats {
   /** A verified chunk of `bytes` was stored; it came from `source` (peer id when from a peer). */
@@ -20,14 +21,20 @@ export interface SwarmStats {
   verifyFailure(source: 'origin' | 'peer'): void;
 }
 
+/** The settings a download reads (a live view of the daemon's config). */
+export type SwarmConfig = Pick<Config, 'chunkConcurrency' | 'originConcurrency' | 'noProgressTimeoutMs' | 'leaseRunChunks' | 'leaseTtlMs' | 'minPeerBytesPerSec' | 'banMs'>;
+
+/** What a download needs of the rest of the daemon: narrow, so tests can supply in-memory fakes. */
 export interface SwarmContext {
   selfId: string;
-  config: Config;
+  config: SwarmConfig;
   log: Logger;
-  store: BlobStore;
-  table: PeerTable;
-  client: PeerClient;
-  origin: OriginClient;
+  clock: Clock;
+  timing: DownloadTiming;
+  store: Pick<BlobStore, 'hold'>;
+  table: Pick<PeerTable, 'usable' | 'get' | 'on' | 'off' | 'ban' | 'markDown' | 'memberIds'>;
+  client: Pick<PeerClient, 'have' | 'range' | 'lease'>;
+  origin: Pick<OriginClient, 'fetchRange'>;
   coordinator: LeaseCoordinator;
   stats: SwarmStats;
   /** Chunk buffers shared by every download of this daemon. */
@@ -37,20 +44,33 @@ export interface SwarmContext {
   originAllowed(): boolean;
 }
 
+export interface SwarmDeps extends Omit<SwarmContext, 'coordinator' | 'coordinatorFor' | 'buffers' | 'clock' | 'timing' | 'store' | 'table'> {
+  store: BlobStore;
+  table: PeerTable;
+  clock?: Clock;
+  timing?: Partial<DownloadTiming>;
+}
+
 export class Swarm {
   readonly coordinator: LeaseCoordinator;
   private downloads = new Map<string, BlobDownload>();
   readonly ctx: SwarmContext;
+  readonly store: BlobStore;
 
-  constructor(base: Omit<SwarmContext, 'coordinator' | 'coordinatorFor' | 'buffers'>) {
-    this.coordinator = new LeaseCoordinator(
-      base.selfId, base.config.leaseTtlMs,
-      (id) => id === base.selfId || !!base.table.get(id)?.healthy,
-      (blob) => coordinatorFor(blob, base.table.memberIds()) === base.selfId,
-    );
+  constructor(base: SwarmDeps) {
+    const clock = base.clock ?? systemClock;
+    this.store = base.store;
+    this.coordinator = new LeaseCoordinator({
+      selfId: base.selfId, ttlMs: base.config.leaseTtlMs, clock,
+      isLive: (id) => id === base.selfId || !!base.table.get(id)?.healthy,
+      ranksFirst: (blob) => coordinatorFor(blob, base.table.memberIds()) === base.selfId,
+    });
     // Peer fetches plus the chunk each origin run is filling.
     const buffers = new BufferPool(base.config.chunkConcurrency + base.config.originConcurrency);
-    this.ctx = { ...base, coordinator: this.coordinator, buffers, coordinatorFor: (blob) => coordinatorFor(blob, base.table.memberIds()) };
+    this.ctx = {
+      ...base, clock, timing: { ...DEFAULT_DOWNLOAD_TIMING, ...base.timing }, coordinator: this.coordinator, buffers,
+      coordinatorFor: (blob) => coordinatorFor(blob, base.table.memberIds()),
+    };
     base.table.on('leave', (p) => { this.coordinator.memberLeft(); this.coordinator.dropHolder(p.id); });
     base.table.on('ban', (p) => this.coordinator.dropHolder(p.id));
   }
@@ -59,7 +79,7 @@ export class Swarm {
   async download(layout: BlobLayout, urls: string[]): Promise<BlobDownload> {
     const running = this.downloads.get(layout.sha256);
     if (running && running.state === 'running') return running;
-    const blob = await this.ctx.store.ensure(layout);
+    const blob = await this.store.ensure(layout);
     const again = this.downloads.get(layout.sha256);
     if (again && again.state === 'running') return again;
     const d = new BlobDownload(this.ctx, blob, urls);

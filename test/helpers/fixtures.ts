@@ -87,3 +87,4 @@ export function sharedCopy(b: Uint8Array): Buffer {
   s.set(b);
   return s;
 }
+

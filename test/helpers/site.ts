@@ -8,7 +8,6 @@ import { promises as fs } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { AgentClient } from '../../agent-api/client.js';
-import { DAEMON_ENV, DAEMON_NODE_FLAGS } from '../../daemon/node-flags.js';
 import { ROOT } from './fixtures.js';
 
 export const SHOALD = path.join(ROOT, 'dist/daemon/shoald.js');
@@ -84,8 +83,8 @@ export async function startShoald(o: DaemonOptions): Promise<RunningDaemon> {
   const nodeArgs = (process.env.SHOALD_NODE_ARGS ?? '').split(' ').filter(Boolean);
   // Source maps make test failures readable; benchmarks turn them off to measure the daemon as installed.
   const maps = process.env.SHOALD_SOURCE_MAPS === '0' ? [] : ['--enable-source-maps'];
-  const argv = [...DAEMON_NODE_FLAGS, ...nodeArgs, ...maps, SHOALD, '--config', configFile];
-  const opts = { stdio: ['ignore', 'pipe', 'pipe'] as ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...DAEMON_ENV } };
+  const argv = [...nodeArgs, ...maps, SHOALD, '--config', configFile];
+  const opts = { stdio: ['ignore', 'pipe', 'pipe'] as ['ignore', 'pipe', 'pipe'], env: { ...process.env } };
   const proc = o.netns ? spawn('ip', ['netns', 'exec', o.netns, process.execPath, ...argv], opts) : spawn(process.execPath, argv, opts);
   const logs: string[] = [];
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));

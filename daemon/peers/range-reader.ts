@@ -20,8 +20,8 @@
  * expected, so a body longer than promised never touches the buffer.
  */
 import net from 'node:net';
-import { ShoalError } from '../../manifests/errors.js';
-import { copyInto } from '../buffer-pool.js';
+import { ShoalError } from '../errors.js';
+import { copyInto } from '../store/buffer-pool.js';
 
 /** Status line and headers of one response; the peer server's are about 250 bytes. */
 export const HEAD_MAX = 16 * 1024;
@@ -60,21 +60,21 @@ interface Head {
   headers: Map<string, string>;
 }
 
-/** Parses a status line and header lines (latin1), or throws a peer-error naming what is wrong. */
+/** Parses a status line and header lines (latin1), or throws a peer-protocol naming what is wrong. */
 export function parseHead(text: string, where: string): Head {
   const lines = text.split('\r\n');
   const m = /^HTTP\/1\.[01] (\d{3})(?: [^\r\n]*)?$/.exec(lines[0]!);
-  if (!m) throw new ShoalError('peer-error', `${where}: not an HTTP/1.1 status line`);
+  if (!m) throw new ShoalError('peer-protocol', `${where}: not an HTTP/1.1 status line`);
   const headers = new Map<string, string>();
   for (const line of lines.slice(1)) {
     const colon = line.indexOf(':');
     const name = colon > 0 ? line.slice(0, colon).toLowerCase() : '';
-    if (!TOKEN.test(name)) throw new ShoalError('peer-error', `${where}: malformed header line`);
+    if (!TOKEN.test(name)) throw new ShoalError('peer-protocol', `${where}: malformed header line`);
     const value = line.slice(colon + 1).trim();
     const prev = headers.get(name);
     // A repeated Content-Length or Content-Range that disagrees is how responses get smuggled.
     if (prev !== undefined && prev !== value && (name === 'content-length' || name === 'content-range')) {
-      throw new ShoalError('peer-error', `${where}: conflicting ${name} headers`);
+      throw new ShoalError('peer-protocol', `${where}: conflicting ${name} headers`);
     }
     headers.set(name, prev === undefined || prev === value ? value : `${prev}, ${value}`);
   }
@@ -130,7 +130,7 @@ class Conn {
       let req = `GET ${get.path} HTTP/1.1\r\nhost: ${this.key}\r\nrange: bytes=${get.start}-${get.end}\r\n`;
       for (const [k, v] of Object.entries(get.headers)) req += `${k}: ${v}\r\n`;
       this.socket.write(`${req}\r\n`, 'latin1');
-      this.headTimer = setTimeout(() => this.fail(new ShoalError('timeout', `${this.key}: no response headers within ${headersTimeoutMs} ms`)), headersTimeoutMs);
+      this.headTimer = setTimeout(() => this.fail(new ShoalError('peer-stall', `${this.key}: no response headers within ${headersTimeoutMs} ms`)), headersTimeoutMs);
     });
   }
 
@@ -151,7 +151,7 @@ class Conn {
     this.headLen += n;
     const at = this.head.subarray(0, this.headLen).indexOf(CRLF2, from);
     if (at < 0) {
-      if (this.headLen === HEAD_MAX) this.fail(new ShoalError('peer-error', `${this.key}: response headers larger than ${HEAD_MAX} bytes`));
+      if (this.headLen === HEAD_MAX) this.fail(new ShoalError('peer-protocol', `${this.key}: response headers larger than ${HEAD_MAX} bytes`));
       return;
     }
     clearTimeout(this.headTimer);
@@ -176,13 +176,14 @@ class Conn {
   /** Throws unless the head promises exactly the range asked for. */
   private accept(h: Head, j: Job): void {
     const { start, end } = j.get;
-    if (h.status !== 206) throw new ShoalError('peer-error', `${this.key}: HTTP ${h.status} for a range request`);
+    if (h.status === 416) throw new ShoalError('peer-lacks', `${this.key}: the peer does not hold that range (HTTP 416)`);
+    if (h.status !== 206) throw new ShoalError(h.status < 300 ? 'peer-protocol' : 'peer-refused', `${this.key}: HTTP ${h.status} for a range request`);
     const cr = h.headers.get('content-range') ?? '';
     const m = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(cr);
-    if (!m || Number(m[1]) !== start || Number(m[2]) !== end) throw new ShoalError('peer-error', `${this.key}: Content-Range "${cr}" is not bytes ${start}-${end}`);
-    if (h.headers.has('transfer-encoding')) throw new ShoalError('peer-error', `${this.key}: a range body must not be transfer-encoded`);
+    if (!m || Number(m[1]) !== start || Number(m[2]) !== end) throw new ShoalError('peer-wrong-length', `${this.key}: Content-Range "${cr}" is not bytes ${start}-${end}`);
+    if (h.headers.has('transfer-encoding')) throw new ShoalError('peer-protocol', `${this.key}: a range body must not be transfer-encoded`);
     const len = h.headers.get('content-length');
-    if (len === undefined || !/^\d+$/.test(len) || Number(len) !== j.want) throw new ShoalError('peer-error', `${this.key}: Content-Length ${len ?? 'missing'}, expected ${j.want}`);
+    if (len === undefined || !/^\d+$/.test(len) || Number(len) !== j.want) throw new ShoalError('peer-wrong-length', `${this.key}: Content-Length ${len ?? 'missing'}, expected ${j.want}`);
     if (/(^|,)\s*close\s*(,|$)/i.test(h.headers.get('connection') ?? '')) this.keepAlive = false;
     const t = /(?:^|,)\s*timeout=(\d+)/i.exec(h.headers.get('keep-alive') ?? '');
     if (t) this.idleMs = Math.min(this.idleMs, Math.max(0, Number(t[1]) * 1000 - 1000));
@@ -213,7 +214,7 @@ class Conn {
     this.socket.destroy();
     if (broke && phase === 'body') {
       // The headers promised the range and the body broke off: a crashed or lying peer.
-      e = new ShoalError('peer-error', `${this.key}: body cut short after ${j.got} of ${j.want} bytes`, { cause: e });
+      e = new ShoalError('peer-wrong-length', `${this.key}: body cut short after ${j.got} of ${j.want} bytes`, { cause: e });
     } else if (broke && phase === 'head' && headLen === 0 && this.reused) {
       e = new StaleConnection(e.message, { cause: e });
     }
@@ -228,10 +229,10 @@ export class RangeReader {
 
   constructor(private opts: { connectTimeoutMs: number; headersTimeoutMs: number; idleMs: number }) {}
 
-  /** Fills `get.into` with the range, or rejects: peer-error (a lying peer), timeout, aborted, or a connection error. */
+  /** Fills `get.into` with the range, or rejects: peer-protocol (a lying peer), timeout, aborted, or a connection error. */
   async read(get: RangeGet): Promise<void> {
     const u = new URL(get.url);
-    if (u.protocol !== 'http:') throw new ShoalError('peer-error', `${get.url}: peers speak plain HTTP`);
+    if (u.protocol !== 'http:') throw new ShoalError('peer-protocol', `${get.url}: peers speak plain HTTP`);
     for (const [k, v] of Object.entries(get.headers)) {
       if (!TOKEN.test(k) || /[\r\n]/.test(v)) throw new Error(`header ${JSON.stringify(k)} cannot be sent`);
     }

@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { writeFileAtomic } from '../manifests/atomic-file.js';
+import { writeFileAtomic } from '../../manifests/atomic-file.js';
 
 interface StateFile {
   peerId: string;

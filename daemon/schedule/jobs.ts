@@ -5,12 +5,12 @@
  * and low watermarks. All of it from config, and rebuilt on reload.
  */
 import cron, { type ScheduledTask } from 'node-cron';
-import type { Config } from './config.js';
-import type { FetchManager } from './fetches.js';
-import type { TokenBucket } from './limits.js';
-import type { Logger } from './log.js';
-import type { DaemonState } from './state.js';
-import type { BlobStore } from './store/blob-store.js';
+import type { Config } from '../config/config.js';
+import type { FetchManager } from '../fetch/fetches.js';
+import { TokenBucket } from '../common/limits.js';
+import type { Logger } from '../common/log.js';
+import type { DaemonState } from '../fetch/state.js';
+import type { BlobStore } from '../store/blob-store.js';
 import { inWindow, parseWindow } from './windows.js';
 
 export interface JobDeps {
@@ -20,6 +20,13 @@ export interface JobDeps {
   state: DaemonState;
   uploadBucket: TokenBucket;
   log: Logger;
+  onScrub?(r: ScrubResult): void;
+}
+
+export interface ScrubResult {
+  chunks: number;
+  bytes: number;
+  bad: number;
 }
 
 export class Jobs {
@@ -36,11 +43,37 @@ export class Jobs {
     this.applyUploadRate();
     if (c.uploadSchedule.length) this.tasks.push(cron.schedule('* * * * *', () => this.applyUploadRate(), opts('upload schedule')));
     this.tasks.push(cron.schedule(c.gcCron, () => this.gc(), opts('cache gc')));
+    if (c.scrubCron) this.tasks.push(cron.schedule(c.scrubCron, () => this.scrub(), opts('scrub')));
   }
+
+  private scrubbing: AbortController | undefined;
 
   stop() {
     for (const t of this.tasks) void t.destroy();
     this.tasks = [];
+    this.scrubbing?.abort();
+  }
+
+  /**
+   * Re-hashes every stored chunk against its expected hash at most
+   * scrubMaxBytesPerSec, dropping the ones that changed on disk (bit rot, a
+   * tampered cache file), so they are never served and are fetched again.
+   */
+  async scrub(): Promise<ScrubResult | undefined> {
+    if (this.scrubbing) return undefined;
+    const ctl = (this.scrubbing = new AbortController());
+    const t0 = Date.now();
+    try {
+      const r = await this.d.store.scrub(new TokenBucket(this.d.config.scrubMaxBytesPerSec), ctl.signal);
+      this.d.onScrub?.(r);
+      this.d.log(r.bad ? 'warn' : 'info', 'scrub done', { ...r, seconds: Math.round((Date.now() - t0) / 1000) });
+      return r;
+    } catch (e) {
+      if (!ctl.signal.aborted) this.d.log('warn', 'scrub failed', { error: (e as Error).message });
+      return undefined;
+    } finally {
+      this.scrubbing = undefined;
+    }
   }
 
   restart() {

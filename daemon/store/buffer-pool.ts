@@ -2,10 +2,9 @@
  * A fixed set of chunk buffers, reused for every transfer: memory stays flat
  * however large the artifact, and no fresh pages are faulted in per chunk.
  * They live in shared memory so the hash pool's threads can check a chunk in
- * place, without a copy, and start at an O_DIRECT-aligned address so the
- * store can write them without the page cache (see store/direct-io.ts).
+ * place, without a copy.
  */
-import { alignedSharedBuffer } from './store/direct-io.js';
+const sharedBuffer = (size: number) => Buffer.from(new SharedArrayBuffer(size));
 
 export interface Lease {
   buf: Buffer;
@@ -26,8 +25,8 @@ export class BufferPool {
       const i = this.free.findIndex((b) => b.length >= size);
       let base: Buffer | undefined;
       if (i >= 0) base = this.free.splice(i, 1)[0];
-      else if (this.allocated < this.maxBuffers) { this.allocated++; base = alignedSharedBuffer(size); }
-      else if (this.free.length) { this.free.shift(); base = alignedSharedBuffer(size); } // too small: replace one
+      else if (this.allocated < this.maxBuffers) { this.allocated++; base = sharedBuffer(size); }
+      else if (this.free.length) { this.free.shift(); base = sharedBuffer(size); } // too small: replace one
       if (base) {
         let done = false;
         return {

@@ -11,12 +11,12 @@
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
-import { ShoalError, isShoalError } from '../manifests/errors.js';
-import type { ManifestBody } from '../manifests/schema.js';
-import type { Verified } from '../manifests/verify.js';
+import { ShoalError, isShoalError } from '../errors.js';
+import type { ManifestBody } from '../../manifests/schema.js';
+import type { Verified } from '../../manifests/verify.js';
 import type { FetchManager, StoredManifest } from './fetches.js';
-import type { BlobStore } from './store/blob-store.js';
-import { ChunkAssembler } from './store/chunk-assembler.js';
+import type { BlobStore } from '../store/blob-store.js';
+import { ChunkAssembler } from '../store/chunk-assembler.js';
 
 export const EXPORT_FORMAT = 'shoal.export/v1';
 const INDEX = 'shoal-export.json';
@@ -67,7 +67,7 @@ export async function writeExport({ items, index }: ExportPlan, store: BlobStore
       await new Promise<void>((resolve, reject) => {
         const entry = pack.entry({ name: `blobs/${f.sha256}`, size: f.size, mode: 0o644 }, (e) => (e ? reject(e) : resolve()));
         if (f.size === 0) return void entry.end(Buffer.alloc(0));
-        pipeline(blob.openRead(0, f.size - 1, 1 << 20), entry).catch(reject);
+        pipeline(blob.openRead(0, f.size - 1), entry).catch(reject);
       });
     }
   }
@@ -136,12 +136,12 @@ export async function importArchive(fetches: FetchManager, store: BlobStore, sou
         if (!existed) created.push(sha);
         const release = store.hold(sha);
         try {
-          blob.startHashing();
           // Chunk by chunk: each is hashed against the signed manifest before it is written.
           const assembler = new ChunkAssembler(blob, Array.from({ length: blob.chunkCount }, (_, i) => i), Buffer.allocUnsafe(blob.chunkSize), async (i, data) => {
             await blob.writeChunk(i, data);
           });
           for await (const part of entry as AsyncIterable<Buffer>) await assembler.push(part);
+          if (!assembler.done) throw bad(`blob ${sha.slice(0, 12)} ends early`);
           await blob.whenComplete();
         } finally {
           release();

@@ -1,6 +1,6 @@
 /** `shoald [--config FILE] [--cache-dir DIR ...]` and `shoal daemon ...`: run a daemon until a signal. */
 import { args, EXIT, reportError, type Io } from '../manifests/cli-kit.js';
-import { configFlags, flagsToConfig, loadConfig } from './config.js';
+import { configFlags, flagsToConfig, loadConfig } from './config/config.js';
 import { startDaemon } from './main.js';
 
 export const DAEMON_HELP = `shoal daemon [--config FILE] [--KEY VALUE ...]

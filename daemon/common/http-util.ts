@@ -1,13 +1,6 @@
 /** Small helpers shared by the daemon's HTTP listeners. */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ShoalError, type ErrorCode } from '../manifests/errors.js';
-
-const STATUS: Partial<Record<ErrorCode, number>> = {
-  'bad-request': 400, unauthorized: 401, usage: 400, malformed: 400, inconsistent: 400, 'unsupported-schema': 400,
-  'bad-signature': 403, 'unknown-key': 403, 'threshold-not-met': 403, 'duplicate-keyid': 403,
-  expired: 403, rollback: 409, 'not-found': 404, 'too-large': 413, unavailable: 503,
-  'origin-error': 502, 'peer-error': 502, timeout: 504, 'no-space': 507, aborted: 409,
-};
+import { ShoalError } from '../errors.js';
 
 export function sendJson(res: ServerResponse, status: number, body: unknown) {
   const data = JSON.stringify(body);
@@ -19,7 +12,7 @@ export function sendJson(res: ServerResponse, status: number, body: unknown) {
 export function sendError(res: ServerResponse, e: unknown) {
   const err = e instanceof ShoalError ? e : new ShoalError('internal', 'internal error');
   if (res.headersSent) { res.destroy(); return; }
-  sendJson(res, STATUS[err.code] ?? 500, { error: { code: err.code, message: err.message } });
+  sendJson(res, err.http, { error: { code: err.code, message: err.message } });
 }
 
 /** Reads a JSON request body of at most maxBytes. */
@@ -59,8 +52,6 @@ export function parseRange(header: string, size: number): { start: number; end: 
   if (start >= size || size === 0) return 'unsatisfiable';
   return { start, end };
 }
-
-export const HEX64 = /^[0-9a-f]{64}$/;
 
 /** Throws away a response body we will not read; destroying without a listener would crash on its 'error'. */
 export function discard(body: { on(ev: 'error', fn: () => void): unknown; destroy(): unknown }) {

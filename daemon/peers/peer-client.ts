@@ -4,50 +4,16 @@
  * 206 with the exact Content-Range and length, and slow transfers are cut.
  */
 import { Agent } from 'undici';
-import { ShoalError } from '../../manifests/errors.js';
-import { discard } from '../http-util.js';
+import { ShoalError } from '../errors.js';
+import { discard } from '../common/http-util.js';
 import { RangeReader } from './range-reader.js';
-
-export interface PeerInfo {
-  peerId: string;
-  site: string;
-  software: string;
-  protocol: number;
-  capabilities: string[];
-}
-
-export interface HaveMap {
-  seq: number;
-  chunks: number;
-  complete: boolean;
-  bitmap: Buffer;
-}
-
-export interface LeaseRequest {
-  blob: string;
-  peer: string;
-  /** Chunk count of the blob: the coordinator may not hold the blob itself. */
-  chunks: number;
-  want?: number[];
-  max?: number;
-  renew?: number[];
-  release?: number[];
-  done?: number[];
-}
-
-export interface LeaseResponse {
-  coordinator: string;
-  granted: number[];
-  /** chunk → peer id holding its lease (or having fetched it). */
-  held: Record<string, string>;
-  retryMs?: number;
-}
+import { MAX_JSON_BYTES as MAX_JSON, parseHave, parseInfo, parseLeaseResponse, paths, type HaveMap, type LeaseRequest, type LeaseResponse, type PeerInfo } from './wire.js';
 
 export interface PeerAddress {
   url: string;
 }
 
-const MAX_JSON = 1 << 20;
+
 
 export class PeerClient {
   private agent: Agent;
@@ -72,48 +38,43 @@ export class PeerClient {
     let n = 0;
     for await (const b of res.body as AsyncIterable<Buffer>) {
       n += b.length;
-      if (n > MAX_JSON) { discard(res.body); throw new ShoalError('peer-error', `${peer.url}${path}: answer larger than ${MAX_JSON} bytes`); }
+      if (n > MAX_JSON) { discard(res.body); throw new ShoalError('peer-protocol', `${peer.url}${path}: answer larger than ${MAX_JSON} bytes`); }
       parts.push(b);
     }
     if (res.statusCode >= 300) return { status: res.statusCode, data: undefined };
     try {
       return { status: res.statusCode, data: JSON.parse(Buffer.concat(parts).toString('utf8')) as T };
     } catch {
-      throw new ShoalError('peer-error', `${peer.url}${path}: answer is not JSON`);
+      throw new ShoalError('peer-protocol', `${peer.url}${path}: answer is not JSON`);
     }
   }
 
   async info(peer: PeerAddress, timeoutMs = 3000): Promise<PeerInfo> {
-    const { status, data } = await this.json<PeerInfo>(peer, 'GET', '/v1/info', undefined, { timeoutMs });
-    if (status !== 200 || !data || typeof data.peerId !== 'string' || !/^[A-Za-z0-9_-]{8,64}$/.test(data.peerId) || typeof data.site !== 'string') {
-      throw new ShoalError('peer-error', `${peer.url}: bad /v1/info answer (HTTP ${status})`);
-    }
-    return { peerId: data.peerId, site: data.site, software: String(data.software), protocol: Number(data.protocol), capabilities: Array.isArray(data.capabilities) ? data.capabilities.map(String) : [] };
+    const { status, data } = await this.json<unknown>(peer, 'GET', paths.info, undefined, { timeoutMs });
+    const info = status === 200 ? parseInfo(data) : undefined;
+    if (!info) throw new ShoalError(status === 200 ? 'peer-protocol' : 'peer-refused', `${peer.url}: bad /v1/info answer (HTTP ${status})`);
+    return info;
   }
 
   /** Have-map of a blob; with `wait`, long-polls until the peer's seq moves past it. Undefined if the peer lacks the blob. */
   async have(peer: PeerAddress, blob: string, chunks: number, wait: number | undefined, signal?: AbortSignal): Promise<HaveMap | undefined> {
-    const path = `/v1/have/${blob}${wait !== undefined ? `?wait=${wait}` : ''}`;
-    const { status, data } = await this.json<{ seq: number; chunks: number; complete: boolean; bitmap: string }>(peer, 'GET', path, undefined, { signal, timeoutMs: 30_000 });
+    const { status, data } = await this.json<unknown>(peer, 'GET', paths.have(blob, wait), undefined, { signal, timeoutMs: 30_000 });
     if (status === 404) return undefined;
-    if (status !== 200 || !data || !Number.isSafeInteger(data.seq) || data.chunks !== chunks || typeof data.bitmap !== 'string') {
-      throw new ShoalError('peer-error', `${peer.url}: bad have-map for ${blob.slice(0, 12)} (HTTP ${status})`);
-    }
-    const bitmap = Buffer.from(data.bitmap, 'base64');
-    if (bitmap.length !== Math.ceil(chunks / 8)) throw new ShoalError('peer-error', `${peer.url}: have-map of the wrong length`);
-    return { seq: data.seq, chunks, complete: !!data.complete, bitmap };
+    const have = status === 200 ? parseHave(data, chunks) : undefined;
+    if (!have) throw new ShoalError(status === 200 ? 'peer-protocol' : 'peer-refused', `${peer.url}: bad have-map for ${blob.slice(0, 12)} (HTTP ${status})`);
+    return have;
   }
 
   async lease(peer: PeerAddress, req: LeaseRequest, signal?: AbortSignal): Promise<LeaseResponse> {
-    const { status, data } = await this.json<LeaseResponse>(peer, 'POST', '/v1/leases', req, { signal, timeoutMs: 5000 });
-    if (status !== 200 || !data || !Array.isArray(data.granted) || typeof data.held !== 'object' || data.held === null) {
-      throw new ShoalError('peer-error', `${peer.url}: lease request refused (HTTP ${status})`);
-    }
-    return { coordinator: String(data.coordinator), granted: data.granted.filter((x) => Number.isSafeInteger(x)), held: data.held, ...(typeof data.retryMs === 'number' ? { retryMs: Math.min(5000, Math.max(50, data.retryMs)) } : {}) };
+    const { status, data } = await this.json<unknown>(peer, 'POST', paths.leases, req, { signal, timeoutMs: 5000 });
+    const res = status === 200 ? parseLeaseResponse(data) : undefined;
+    if (!res) throw new ShoalError(status === 200 ? 'peer-protocol' : 'peer-refused', `${peer.url}: lease request refused (HTTP ${status})`);
+    return res;
   }
 
   async manifest(peer: PeerAddress, id: string, maxBytes: number): Promise<Buffer | undefined> {
-    const res = await this.agent.request({ origin: peer.url, path: `/v1/manifests/${id}`, method: 'GET', headers: this.headers('GET', `/v1/manifests/${id}`), signal: AbortSignal.timeout(this.opts.requestTimeoutMs) });
+    const path = paths.manifest(id);
+    const res = await this.agent.request({ origin: peer.url, path, method: 'GET', headers: this.headers('GET', path), signal: AbortSignal.timeout(this.opts.requestTimeoutMs) });
     if (res.statusCode !== 200) { discard(res.body); return undefined; }
     const parts: Buffer[] = [];
     let n = 0;
@@ -134,7 +95,7 @@ export class PeerClient {
   async range(peer: PeerAddress, blob: string, start: number, end: number, into: Buffer, signal?: AbortSignal, minBytesPerSec = this.opts.minBytesPerSec, onProgress?: (got: number) => void): Promise<void> {
     const want = end - start + 1;
     if (into.length !== want) throw new Error('buffer size mismatch');
-    const path = `/v1/blobs/${blob}`;
+    const path = paths.blob(blob);
     const t0 = performance.now();
     let got = 0;
     let lastByte = t0;
@@ -144,7 +105,7 @@ export class PeerClient {
     const watchdog = setInterval(() => {
       const now = performance.now();
       const secs = (now - t0) / 1000;
-      if (now - lastByte > 3000 || (secs > 5 && got / secs < minBytesPerSec)) stall.abort(new ShoalError('timeout', `${peer.url}: transfer stalled (${got} of ${want} bytes)`));
+      if (now - lastByte > 3000 || (secs > 5 && got / secs < minBytesPerSec)) stall.abort(new ShoalError('peer-stall', `${peer.url}: transfer stalled (${got} of ${want} bytes)`));
     }, 250);
     try {
       await this.ranges.read({

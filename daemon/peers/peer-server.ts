@@ -6,17 +6,14 @@
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { ShoalError } from '../../manifests/errors.js';
-import { HEX64, parseRange, readJsonBody, sendError, sendJson } from '../http-util.js';
-import type { TokenBucket } from '../limits.js';
-import type { Logger } from '../log.js';
+import { ShoalError } from '../errors.js';
+import { parseRange, readJsonBody, sendError, sendJson } from '../common/http-util.js';
+import type { TokenBucket } from '../common/limits.js';
+import type { Logger } from '../common/log.js';
 import type { BlobStore } from '../store/blob-store.js';
 import type { LeaseCoordinator } from '../swarm/coordinator.js';
-import type { BufferPool } from '../buffer-pool.js';
-import type { LeaseRequest } from '../swarm/peer-client.js';
-
-export const PROTOCOL_VERSION = 1;
-export const SOFTWARE = 'shoal/0.1.0';
+import type { BufferPool } from '../store/buffer-pool.js';
+import { CAPABILITIES, HEX64, MAX_JSON_BYTES, PROTOCOL_VERSION, SOFTWARE, parseLeaseRequest, type HaveBody, type PeerInfo } from './wire.js';
 
 export interface PeerServerDeps {
   selfId: string;
@@ -60,7 +57,8 @@ async function handle(d: PeerServerDeps, req: IncomingMessage, res: ServerRespon
   const [, what, id, ...rest] = parts;
   if (rest.length) throw new ShoalError('not-found', 'unknown path');
   if (req.method === 'GET' && what === 'info' && !id) {
-    return sendJson(res, 200, { peerId: d.selfId, site: d.site, software: SOFTWARE, protocol: PROTOCOL_VERSION, capabilities: ['range', 'have-wait', 'leases'] });
+    const info: PeerInfo = { peerId: d.selfId, site: d.site, software: SOFTWARE, protocol: PROTOCOL_VERSION, capabilities: [...CAPABILITIES] };
+    return sendJson(res, 200, info);
   }
   if (req.method === 'GET' && what === 'manifests' && id) {
     if (!HEX64.test(id)) throw new ShoalError('bad-request', 'manifest id must be 64 hex characters');
@@ -87,7 +85,8 @@ async function have(d: PeerServerDeps, id: string, url: URL, res: ServerResponse
     await blob.waitChange(Number(w), MAX_WAIT_MS, ctl.signal);
     if (ctl.signal.aborted) return;
   }
-  sendJson(res, 200, { blob: id, seq: blob.seq, chunks: blob.chunkCount, complete: blob.complete, bitmap: blob.bitmap().toString('base64') });
+  const body: HaveBody = { blob: id, seq: blob.seq, chunks: blob.chunkCount, complete: blob.complete, bitmap: blob.bitmap().toString('base64') };
+  sendJson(res, 200, body);
 }
 
 async function blobRange(d: PeerServerDeps, id: string, req: IncomingMessage, res: ServerResponse) {
@@ -100,12 +99,13 @@ async function blobRange(d: PeerServerDeps, id: string, req: IncomingMessage, re
   if (header !== undefined) {
     const r = parseRange(header, blob.size);
     if (r === undefined) throw new ShoalError('bad-request', 'Range must be one "bytes=a-b" range');
-    if (r === 'unsatisfiable' || !blob.hasRange(r.start, r.end)) {
+    // Stored chunks are confirmed against their hash before a byte of them is sent (store/blob.ts).
+    if (r === 'unsatisfiable' || !(await blob.confirmRange(r.start, r.end))) {
       res.writeHead(416, { 'content-range': `bytes */${blob.size}`, 'content-type': 'application/json' });
       return void res.end(JSON.stringify({ error: { code: 'not-found', message: 'a byte of that range is not held (verified)' } }));
     }
     ({ start, end } = r);
-  } else if (!blob.complete) {
+  } else if (!blob.complete || (blob.size > 0 && !(await blob.confirmRange(0, blob.size - 1)))) {
     res.writeHead(416, { 'content-range': `bytes */${blob.size}` });
     return void res.end();
   }
@@ -138,16 +138,9 @@ async function blobRange(d: PeerServerDeps, id: string, req: IncomingMessage, re
 }
 
 async function lease(d: PeerServerDeps, req: IncomingMessage, res: ServerResponse) {
-  const body = (await readJsonBody(req, 256 * 1024)) as Partial<LeaseRequest> | null;
-  const ints = (v: unknown) => v === undefined || (Array.isArray(v) && v.length <= 4096 && v.every((x) => Number.isSafeInteger(x) && x >= 0));
-  if (!body || typeof body !== 'object' || typeof body.blob !== 'string' || !HEX64.test(body.blob)
-    || typeof body.peer !== 'string' || !/^[A-Za-z0-9_-]{8,64}$/.test(body.peer)
-    || !Number.isSafeInteger(body.chunks) || body.chunks! < 1 || body.chunks! > 1 << 20
-    || !ints(body.want) || !ints(body.renew) || !ints(body.release) || !ints(body.done)
-    || (body.max !== undefined && (!Number.isSafeInteger(body.max) || body.max < 0))) {
-    throw new ShoalError('bad-request', 'lease request must be {blob, peer, chunks, want?, max?, renew?, release?, done?}');
-  }
-  sendJson(res, 200, d.coordinator.handle(body as LeaseRequest, body.chunks!));
+  const body = parseLeaseRequest(await readJsonBody(req, MAX_JSON_BYTES));
+  if (!body) throw new ShoalError('bad-request', 'lease request must be {blob, peer, chunks, want?, max?, renew?, release?, done?}');
+  sendJson(res, 200, d.coordinator.handle(body, body.chunks));
 }
 
 export function listen(server: http.Server, host: string, port: number): Promise<number> {

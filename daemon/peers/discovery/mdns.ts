@@ -10,9 +10,9 @@
 import ciao, { type CiaoService, type Responder } from '@homebridge/ciao';
 import makeMdns from 'multicast-dns';
 import os from 'node:os';
-import type { Logger } from '../log.js';
-import { PROTOCOL_VERSION } from '../peer-server/peer-server.js';
-import type { PeerTable } from '../swarm/peer-table.js';
+import type { Logger } from '../../common/log.js';
+import { PROTOCOL_VERSION } from '../wire.js';
+import type { PeerTable } from '../peer-table.js';
 
 export const SERVICE = '_shoal._tcp.local';
 const MAX_QUERY_INTERVAL_MS = 3600_000;

@@ -8,7 +8,7 @@
  */
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import { ShoalError } from '../manifests/errors.js';
+import { ShoalError } from '../errors.js';
 
 export const AUTH_HEADER = 'x-shoal-auth';
 const WINDOW_MS = 30_000;

@@ -1,5 +1,5 @@
 /** Daily time windows like "22:00-06:00" (local time; may wrap past midnight). */
-import { ShoalError } from '../manifests/errors.js';
+import { ShoalError } from '../errors.js';
 
 export interface Window { from: number; to: number; text: string }
 

@@ -6,15 +6,15 @@
 import { promises as fs } from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
-import { ShoalError } from '../manifests/errors.js';
-import type { FetchManager } from './fetches.js';
-import { parseRange, readJsonBody, sendError, sendJson } from './http-util.js';
-import type { Logger } from './log.js';
+import { ShoalError } from '../errors.js';
+import type { FetchManager } from '../fetch/fetches.js';
+import { parseRange, readJsonBody, sendError, sendJson } from '../common/http-util.js';
+import type { Logger } from '../common/log.js';
 import type { Metrics } from './metrics.js';
-import { importArchive, planExport, writeExport } from './site-archive.js';
-import type { BlobStore } from './store/blob-store.js';
-import type { PeerTable } from './swarm/peer-table.js';
-import type { Swarm } from './swarm/swarm.js';
+import { importArchive, planExport, writeExport } from '../fetch/site-archive.js';
+import type { BlobStore } from '../store/blob-store.js';
+import type { PeerTable } from '../peers/peer-table.js';
+import type { Swarm } from '../swarm/swarm.js';
 
 export interface AdminDeps {
   selfId: string;
@@ -27,10 +27,12 @@ export interface AdminDeps {
   metrics: Metrics;
   ready(): boolean;
   peerPort(): number;
+  /** Dashboard event streams open now, over every admin listener of this daemon. */
+  eventStreams: { open: number };
 }
 
 /** The dashboard's files: a fixed list, nothing else under it is served. */
-const DASHBOARD_DIR = new URL('../../dashboard/', import.meta.url);
+const DASHBOARD_DIR = new URL('../../../dashboard/', import.meta.url);
 const DASHBOARD_FILES: Record<string, [string, string]> = {
   '/': ['index.html', 'text/html; charset=utf-8'],
   '/index.html': ['index.html', 'text/html; charset=utf-8'],
@@ -38,7 +40,6 @@ const DASHBOARD_FILES: Record<string, [string, string]> = {
   '/style.css': ['style.css', 'text/css; charset=utf-8'],
 };
 const MAX_EVENT_CLIENTS = 32;
-let eventClients = 0;
 
 export function createAdminServer(d: AdminDeps): http.Server {
   const server = http.createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 0, headersTimeout: 10_000 }, (req, res) => {
@@ -179,8 +180,8 @@ export async function snapshot(d: AdminDeps) {
 
 /** Server-sent events: a snapshot at once and then every second, until the client goes. */
 async function events(d: AdminDeps, req: IncomingMessage, res: ServerResponse) {
-  if (eventClients >= MAX_EVENT_CLIENTS) throw new ShoalError('unavailable', 'too many event streams open');
-  eventClients++;
+  if (d.eventStreams.open >= MAX_EVENT_CLIENTS) throw new ShoalError('unavailable', 'too many event streams open');
+  d.eventStreams.open++;
   res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
   let open = true;
   const send = async () => {
@@ -189,7 +190,7 @@ async function events(d: AdminDeps, req: IncomingMessage, res: ServerResponse) {
     if (open) res.write(`event: status\ndata: ${JSON.stringify(snap)}\n\n`);
   };
   const timer = setInterval(() => void send().catch(() => {}), 1000);
-  req.once('close', () => { open = false; clearInterval(timer); eventClients--; });
+  req.once('close', () => { open = false; clearInterval(timer); d.eventStreams.open--; });
   await send();
 }
 
@@ -245,5 +246,5 @@ async function artifactFile(d: AdminDeps, name: string, version: string, filePat
   headers['content-length'] = blob.size === 0 ? 0 : end - start + 1;
   res.writeHead(status, headers);
   if (req.method === 'HEAD' || blob.size === 0) return void res.end();
-  await pipeline(blob.openRead(start, end, 1 << 20), res).catch(() => res.destroy());
+  await pipeline(blob.openRead(start, end), res).catch(() => res.destroy());
 }

@@ -5,9 +5,7 @@
  * One registry per daemon, so several daemons can share a process (the demo).
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { writtenBytes } from './store/direct-io.js';
-import { hashPool } from './store/hash-pool.js';
-import { SOFTWARE } from './peer-server/peer-server.js';
+import { SOFTWARE } from '../peers/wire.js';
 
 export type Source = 'origin' | 'peer';
 
@@ -43,6 +41,9 @@ export class Metrics {
   readonly fetchesInflight: Gauge;
   readonly originRequests: Counter<'code'>;
   readonly cacheEvictions: Counter;
+  readonly chunksDropped: Counter;
+  readonly scrubChunks: Counter<'result'>;
+  readonly scrubBytes: Counter;
 
   constructor(src: MetricSources) {
     const r = [this.registry];
@@ -70,9 +71,11 @@ export class Metrics {
     new Gauge({ name: 'shoal_cache_bytes', help: 'Bytes of blobs in the cache.', registers: r, collect() { this.set(src.cacheBytes()); } });
     new Gauge({ name: 'shoal_cache_capacity_bytes', help: 'Cache budget (cacheMaxBytes).', registers: r, collect() { this.set(src.cacheCapacity()); } });
     this.cacheEvictions = new Counter({ name: 'shoal_cache_evictions_total', help: 'Blobs evicted from the cache.', registers: r });
-    mirrorTotals(r, 'shoal_hash_paired_bytes_total', 'Bytes whose chunk check and whole-blob hash ran as one pass (native hasher); the rest are hashed twice.', () => ({ '': hashPool.pairedBytes }));
-    mirrorTotals(r, 'shoal_store_written_bytes_total', 'Chunk bytes written to the cache, by path: "direct" (O_DIRECT, past the page cache) or "page_cache".',
-      () => ({ direct: writtenBytes.direct, page_cache: writtenBytes.cached }), 'path');
+    this.chunksDropped = new Counter({ name: 'shoal_chunks_dropped_total', help: 'Stored chunks whose bytes no longer matched their hash (found on first read after a restart or by the scrub); dropped and fetched again when wanted.', registers: r });
+    this.scrubChunks = new Counter({ name: 'shoal_scrub_chunks_total', help: 'Stored chunks re-hashed by the scrub job, by result.', labelNames: ['result'], registers: r });
+    this.scrubBytes = new Counter({ name: 'shoal_scrub_bytes_total', help: 'Bytes re-hashed by the scrub job.', registers: r });
+    this.chunksDropped.inc(0);
+    for (const result of ['ok', 'bad']) this.scrubChunks.inc({ result }, 0);
     new Gauge({ name: 'shoal_build_info', help: 'Build information (always 1).', labelNames: ['version', 'node_version'], registers: r })
       .set({ version: SOFTWARE.split('/')[1]!, node_version: process.version }, 1);
     for (const s of ['origin', 'peer'] as const) { this.downloadBytes.inc({ source: s }, 0); this.verifyFailures.inc({ source: s }, 0); }
@@ -80,6 +83,13 @@ export class Metrics {
     // prom-client names these gauges with `_total`, which promtool rightly rejects; the same
     // values stay available, per type, in the nodejs_active_handles/requests/resources gauges.
     for (const bad of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) this.registry.removeSingleMetric(bad);
+  }
+
+  /** A scrub run finished. */
+  scrubbed(r: { chunks: number; bytes: number; bad: number }) {
+    this.scrubChunks.inc({ result: 'ok' }, r.chunks - r.bad);
+    this.scrubChunks.inc({ result: 'bad' }, r.bad);
+    this.scrubBytes.inc(r.bytes);
   }
 
   private hooks: Array<() => void> = [];
@@ -97,24 +107,4 @@ export class Metrics {
   get contentType(): string {
     return this.registry.contentType;
   }
-}
-
-/**
- * A counter that follows running totals the process keeps elsewhere (shared by
- * every daemon of the process), by value of `label` ('' for none): each scrape
- * adds what the totals grew by since the last one.
- */
-function mirrorTotals(r: Registry[], name: string, help: string, read: () => Record<string, number>, label?: string) {
-  const seen = new Map<string, number>();
-  new Counter({
-    name, help, registers: r, ...(label ? { labelNames: [label] } : {}),
-    collect() {
-      for (const [value, total] of Object.entries(read())) {
-        const grown = total - (seen.get(value) ?? 0);
-        seen.set(value, total);
-        if (label) this.inc({ [label]: value }, grown);
-        else this.inc(grown);
-      }
-    },
-  });
 }

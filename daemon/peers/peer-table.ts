@@ -4,8 +4,9 @@
  * matches ours. Emits 'join' and 'leave' so coordinators can be recomputed.
  */
 import { EventEmitter } from 'node:events';
-import type { Logger } from '../log.js';
-import type { PeerClient, PeerInfo } from './peer-client.js';
+import type { Logger } from '../common/log.js';
+import type { PeerClient } from './peer-client.js';
+import type { PeerInfo } from './wire.js';
 
 export interface Peer {
   id: string;

@@ -4,10 +4,10 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { ShoalError } from '../manifests/errors.js';
-import { parseDuration, parseSize } from '../manifests/units.js';
+import { ShoalError } from '../errors.js';
+import { parseDuration, parseSize } from '../../manifests/units.js';
 import cron from 'node-cron';
-import { parseWindow } from './windows.js';
+import { parseWindow } from '../schedule/windows.js';
 
 export interface HostPort { host: string; port: number }
 
@@ -36,8 +36,6 @@ export interface Config {
   originMaxBytesPerSec: number;
   uploadMaxBytesPerSec: number;
   chunkConcurrency: number;
-  /** Write chunks with O_DIRECT, past the page cache, where the file system allows (store/direct-io.ts). */
-  directWrites: boolean;
   originConcurrency: number;
   leaseTtlMs: number;
   requestTimeoutMs: number;
@@ -62,6 +60,9 @@ export interface Config {
   gcCron: string;
   cacheHighWatermark: number;
   cacheLowWatermark: number;
+  /** Scrub: re-hash every stored chunk on this schedule ('' = never), at most scrubMaxBytesPerSec. */
+  scrubCron: string;
+  scrubMaxBytesPerSec: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
 }
 
@@ -80,7 +81,6 @@ export const DEFAULTS: Config = {
   originMaxBytesPerSec: 0,
   uploadMaxBytesPerSec: 0,
   chunkConcurrency: 4,
-  directWrites: true,
   originConcurrency: 2,
   leaseTtlMs: 10_000,
   requestTimeoutMs: 30_000,
@@ -97,6 +97,8 @@ export const DEFAULTS: Config = {
   gcCron: '*/15 * * * *',
   cacheHighWatermark: 0.9,
   cacheLowWatermark: 0.8,
+  scrubCron: '40 3 * * *',
+  scrubMaxBytesPerSec: 32 << 20,
   logLevel: 'info',
 };
 
@@ -159,15 +161,6 @@ function oneOf<T extends string>(...values: T[]): Parser {
     if (!values.includes(v as T)) throw bad(key, `expected one of ${values.join(', ')}`);
     return v;
   };
-}
-
-/** true/false, also as the strings an environment variable or flag carries. */
-function boolean(v: unknown, key: string): boolean {
-  if (typeof v === 'boolean') return v;
-  const t = typeof v === 'string' ? v.trim().toLowerCase() : undefined;
-  if (t === 'true' || t === '1' || t === 'yes') return true;
-  if (t === 'false' || t === '0' || t === 'no') return false;
-  throw bad(key, `expected true or false, got ${JSON.stringify(v)}`);
 }
 
 function fraction(v: unknown, key: string): number {
@@ -235,7 +228,6 @@ const PARSERS: Record<keyof Config, Parser> = {
   originMaxBytesPerSec: size,
   uploadMaxBytesPerSec: size,
   chunkConcurrency: integer(1, 64),
-  directWrites: boolean,
   originConcurrency: integer(1, 32),
   leaseTtlMs: duration,
   requestTimeoutMs: duration,
@@ -252,6 +244,8 @@ const PARSERS: Record<keyof Config, Parser> = {
   gcCron: cronExpr,
   cacheHighWatermark: fraction,
   cacheLowWatermark: fraction,
+  scrubCron: (v: unknown, key: string) => (v === '' ? '' : cronExpr(v, key)),
+  scrubMaxBytesPerSec: size,
   logLevel: oneOf('debug', 'info', 'warn', 'error'),
 };
 

@@ -6,17 +6,17 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { writeFileAtomic } from '../manifests/atomic-file.js';
-import { ShoalError, isShoalError } from '../manifests/errors.js';
-import type { PublicKey } from '../manifests/keys.js';
-import type { ManifestBody, ManifestFile } from '../manifests/schema.js';
-import { verifyChannel, verifyManifest, type Verified } from '../manifests/verify.js';
-import type { Config } from './config.js';
-import type { Logger } from './log.js';
-import type { OriginClient } from './origin/origin-client.js';
+import { writeFileAtomic } from '../../manifests/atomic-file.js';
+import { ShoalError, isShoalError } from '../errors.js';
+import type { PublicKey } from '../../manifests/keys.js';
+import type { ManifestBody, ManifestFile } from '../../manifests/schema.js';
+import { verifyChannel, verifyManifest, type Verified } from '../../manifests/verify.js';
+import type { Config } from '../config/config.js';
+import type { Logger } from '../common/log.js';
+import type { OriginClient } from '../origin/origin-client.js';
 import type { DaemonState } from './state.js';
-import type { BlobDownload } from './swarm/downloader.js';
-import type { Swarm } from './swarm/swarm.js';
+import type { BlobDownload } from '../swarm/downloader.js';
+import type { Swarm } from '../swarm/swarm.js';
 
 export interface FetchStatus {
   id: string;
@@ -273,7 +273,7 @@ export class FetchManager {
     for (const v of this.byVersion.values()) {
       const { name, version } = v.body;
       const files = v.body.files.map((f) => {
-        const b = this.d.swarm.ctx.store.get(f.sha256);
+        const b = this.d.swarm.store.get(f.sha256);
         return { path: f.path, size: f.size, blob: f.sha256, type: f.type ?? 'file', held: b?.heldCount ?? 0, chunks: f.chunks.length, complete: !!b?.complete, pinned: !!b?.pinned };
       });
       out.push({
@@ -293,7 +293,7 @@ export class FetchManager {
   /** Pins (or unpins) every blob of an artifact: pinned blobs are never evicted. */
   async pin(name: string, version: string, pinned: boolean): Promise<void> {
     const v = this.requireArtifact(name, version);
-    for (const f of v.body.files) if (this.d.swarm.ctx.store.get(f.sha256)) await this.d.swarm.ctx.store.setPinned(f.sha256, pinned);
+    for (const f of v.body.files) if (this.d.swarm.store.get(f.sha256)) await this.d.swarm.store.setPinned(f.sha256, pinned);
   }
 
   /** Removes an artifact: its manifest, and its blobs unless another artifact shares them or a download uses them. */
@@ -303,7 +303,7 @@ export class FetchManager {
     for (const other of this.byVersion.values()) if (other.id !== v.id) for (const f of other.body.files) shared.add(f.sha256);
     let blobsRemoved = 0;
     let bytesFreed = 0;
-    const store = this.d.swarm.ctx.store;
+    const store = this.d.swarm.store;
     for (const f of v.body.files) {
       const b = store.get(f.sha256);
       if (!b || shared.has(f.sha256)) continue;
