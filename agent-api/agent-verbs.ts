@@ -172,7 +172,7 @@ async function fetchVerb(argv: string[], io: Io): Promise<number> {
     }
     return EXIT.ok;
   } catch (e) {
-    if (e instanceof ShoalError && !['unavailable', 'usage'].includes(e.code)) {
+    if (e instanceof ShoalError && !['daemon-unreachable', 'usage'].includes(e.code)) {
       io.err(`shoal: error [${e.code}]: ${e.message}`);
       if (values.json) io.out(JSON.stringify({ ok: false, error: { code: e.code, message: e.message } }));
       return EXIT.failed;
@@ -199,7 +199,7 @@ async function statusVerb(argv: string[], io: Io): Promise<number> {
   const { values } = args(argv, conn, false);
   if (values.help) { io.out(AGENT_HELP.status!); return EXIT.ok; }
   return withClient(values, async (client) => {
-    const s = (await client.status()) as { peerId: string; site: string; peers: { healthy: number; known: number }; downloads: unknown[]; cache: { usedBytes: number; maxBytes: number; blobs: number } };
+    const s = await client.status();
     if (values.json) io.out(JSON.stringify(s));
     else {
       io.out(`shoald ${s.peerId} · site ${s.site}`);

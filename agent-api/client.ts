@@ -6,30 +6,15 @@ import { Client, Pool, type Dispatcher } from 'undici';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ShoalError, type ErrorCode } from '../daemon/errors.js';
-import type { ArtifactView, FetchStatus } from '../daemon/fetch/fetches.js';
+import type { ArtifactView, CreateFetch, ErrorBody, FetchEvent, FetchStatus, GcResult, ImportResult, PeerView, PinResult, RemoveResult, StatusView } from '../daemon/admin/api.js';
 
-export type { ArtifactView, FetchStatus };
-
-export interface FetchEvent {
-  event: 'progress' | 'done' | 'failed' | 'cancelled';
-  data: FetchStatus & { peers: number };
-}
-
-export interface PeerView {
-  id: string;
-  address: string;
-  healthy: boolean;
-  banned: boolean;
-  banReason?: string;
-  lastSeen: string | null;
-  source: string;
-}
+export type { ArtifactView, FetchEvent, FetchStatus, PeerView, StatusView };
 
 export const DEFAULT_API = 'http://127.0.0.1:7401';
 
 function errorOf(status: number, text: string): ShoalError {
   let err: { code?: string; message?: string } | undefined;
-  try { err = (JSON.parse(text) as { error?: typeof err }).error; } catch { /* not JSON */ }
+  try { err = (JSON.parse(text) as Partial<ErrorBody>).error; } catch { /* not JSON */ }
   return new ShoalError((err?.code as ErrorCode) ?? 'internal', err?.message ?? `HTTP ${status}`);
 }
 
@@ -57,7 +42,7 @@ export class AgentClient {
     try {
       res = await this.d.request({ path, method, headers: body ? { 'content-type': 'application/json' } : {}, body: body ? JSON.stringify(body) : undefined, headersTimeout: 30_000, bodyTimeout: 30_000 });
     } catch (e) {
-      throw new ShoalError('unavailable', `cannot reach shoald at ${this.where}: ${(e as Error).message}`);
+      throw new ShoalError('daemon-unreachable', `cannot reach shoald at ${this.where}: ${(e as Error).message}`);
     }
     const text = await res.body.text();
     let data: unknown;
@@ -73,7 +58,7 @@ export class AgentClient {
     return data as T;
   }
 
-  createFetch(req: ({ manifestUrl: string } | { channelUrl: string } | { manifest: unknown }) & { ignoreOriginWindow?: boolean }): Promise<FetchStatus> {
+  createFetch(req: CreateFetch): Promise<FetchStatus> {
     return this.call('POST', '/api/v1/fetches', req);
   }
 
@@ -99,7 +84,7 @@ export class AgentClient {
         if (s) return s;
       }
     } catch (e) {
-      if (e instanceof ShoalError && e.code !== 'unavailable') throw e;
+      if (e instanceof ShoalError && e.code !== 'daemon-unreachable') throw e;
       opts.signal?.throwIfAborted();
     }
     for (;;) {
@@ -122,7 +107,7 @@ export class AgentClient {
     try {
       res = await this.d.request({ path: `/api/v1/fetches/${encodeURIComponent(id)}/events${interval}`, method: 'GET', headersTimeout: 30_000, bodyTimeout: 0, ...(opts.signal ? { signal: opts.signal } : {}) });
     } catch (e) {
-      throw new ShoalError('unavailable', `cannot reach shoald at ${this.where}: ${(e as Error).message}`);
+      throw new ShoalError('daemon-unreachable', `cannot reach shoald at ${this.where}: ${(e as Error).message}`);
     }
     if (res.statusCode !== 200) {
       const err = (JSON.parse(await res.body.text()) as { error?: { code?: string; message?: string } }).error;
@@ -146,15 +131,15 @@ export class AgentClient {
     return (await this.call<{ artifacts: ArtifactView[] }>('GET', '/api/v1/artifacts')).artifacts;
   }
 
-  pin(name: string, version: string, pinned = true): Promise<{ ok: true }> {
+  pin(name: string, version: string, pinned = true): Promise<PinResult> {
     return this.call('POST', `/api/v1/artifacts/${encodeURIComponent(name)}/${encodeURIComponent(version)}/${pinned ? 'pin' : 'unpin'}`);
   }
 
-  removeArtifact(name: string, version: string): Promise<{ ok: true; blobsRemoved: number; bytesFreed: number }> {
+  removeArtifact(name: string, version: string): Promise<RemoveResult> {
     return this.call('DELETE', `/api/v1/artifacts/${encodeURIComponent(name)}/${encodeURIComponent(version)}`);
   }
 
-  gc(targetBytes?: number): Promise<{ freedBytes: number; usedBytes: number; targetBytes: number; reached: boolean }> {
+  gc(targetBytes?: number): Promise<GcResult> {
     return this.call('POST', '/api/v1/gc', targetBytes === undefined ? {} : { targetBytes });
   }
 
@@ -165,30 +150,30 @@ export class AgentClient {
     try {
       res = await this.d.request({ path: `/api/v1/export?${q}`, method: 'GET', headersTimeout: 30_000, bodyTimeout: 120_000 });
     } catch (e) {
-      throw new ShoalError('unavailable', `cannot reach shoald at ${this.where}: ${(e as Error).message}`);
+      throw new ShoalError('daemon-unreachable', `cannot reach shoald at ${this.where}: ${(e as Error).message}`);
     }
     if (res.statusCode !== 200) throw errorOf(res.statusCode, await res.body.text());
     await pipeline(res.body, out);
   }
 
   /** Sends an archive to the daemon, which verifies everything before keeping any of it. */
-  async importFrom(body: Readable): Promise<{ artifacts: Array<{ name: string; version: string }>; blobs: number; bytes: number }> {
+  async importFrom(body: Readable): Promise<ImportResult> {
     let res: Dispatcher.ResponseData;
     try {
       res = await this.d.request({ path: '/api/v1/import', method: 'POST', body, headers: { 'content-type': 'application/x-tar' }, headersTimeout: 0, bodyTimeout: 120_000 });
     } catch (e) {
-      throw new ShoalError('unavailable', `cannot reach shoald at ${this.where}: ${(e as Error).message}`);
+      throw new ShoalError('daemon-unreachable', `cannot reach shoald at ${this.where}: ${(e as Error).message}`);
     }
     const text = await res.body.text();
     if (res.statusCode !== 200) throw errorOf(res.statusCode, text);
-    return JSON.parse(text) as { artifacts: Array<{ name: string; version: string }>; blobs: number; bytes: number };
+    return JSON.parse(text) as ImportResult;
   }
 
   async peers(): Promise<PeerView[]> {
     return (await this.call<{ peers: PeerView[] }>('GET', '/api/v1/peers')).peers;
   }
 
-  status(): Promise<Record<string, unknown>> {
+  status(): Promise<StatusView> {
     return this.call('GET', '/api/v1/status');
   }
 
@@ -199,12 +184,12 @@ export class AgentClient {
     try {
       res = await this.d.request({ path: p, method: 'GET', headersTimeout: 30_000, bodyTimeout: 60_000 });
     } catch (e) {
-      throw new ShoalError('unavailable', `cannot reach shoald at ${this.where}: ${(e as Error).message}`);
+      throw new ShoalError('daemon-unreachable', `cannot reach shoald at ${this.where}: ${(e as Error).message}`);
     }
     if (res.statusCode !== 200) {
       const text = await res.body.text();
       let err: { code?: string; message?: string } | undefined;
-      try { err = (JSON.parse(text) as { error?: typeof err }).error; } catch { /* not JSON */ }
+      try { err = (JSON.parse(text) as Partial<ErrorBody>).error; } catch { /* not JSON */ }
       throw new ShoalError((err?.code as ErrorCode) ?? 'internal', err?.message ?? `HTTP ${res.statusCode}`);
     }
     return { body: res.body as unknown as Readable, size: Number(res.headers['content-length']), sha256: String(res.headers['x-shoal-sha256']) };

@@ -166,8 +166,8 @@ async function peerTransfer(dir: string, td: Teardown, rel: Release) {
   const seed = await startShoald({ name: 'seed', dir: path.join(dir, 'seed'), peer: addrs[0]!, staticPeers: [], trustedKeys: rel.trusted, config: { logLevel: 'warn' } });
   td.teardown(async () => { await seed.client.close(); await seed.kill('SIGKILL'); });
   await fetchOn([seed], rel.manifestUrl);
-  // The seed wrote the blob past the page cache (O_DIRECT); read it once, so that it serves
-  // from memory as nginx does the origin's file (which the test origin wrote through the cache).
+  // Read the seed's copy once, so that it serves from memory as nginx does the origin's file
+  // (which the test origin wrote through the cache), whatever the VM did with the pages since.
   const blobs = path.join(dir, 'seed', 'cache', 'blobs');
   for (const f of await fs.readdir(blobs)) if (f.endsWith('.data')) for await (const _ of createReadStream(path.join(blobs, f))) { /* read */ }
   let k = 1;
@@ -250,8 +250,8 @@ export async function benchThroughput(): Promise<void> {
     const mibs = (ms: number) => SIZE / MiB / (ms / 1000);
     console.log(`throughput: ${SIZE / MiB} MiB over loopback, ${RUNS} runs each in alternating order (medians), each run after the same page-cache warm-up`);
     console.log(`  ${baseName.padEnd(44)} ${fmt(median(base), 0).padStart(6)} ms  ${fmt(mibs(median(base)), 0)} MiB/s  (written to disk)`);
-    console.log(`  ${'shoald ← one peer (verify every chunk, fsync, whole hash)'.padEnd(44)} ${fmt(median(shoal), 0).padStart(6)} ms  ${fmt(mibs(median(shoal)), 0)} MiB/s`);
-    console.log(`  ratio shoal/baseline: ${fmt(median(base) / median(shoal))}  (target ≥ 0.80)`);
+    console.log(`  ${'shoald ← one peer (verify every chunk, fsync)'.padEnd(44)} ${fmt(median(shoal), 0).padStart(6)} ms  ${fmt(mibs(median(shoal)), 0)} MiB/s`);
+    console.log(`  ratio shoal/baseline: ${fmt(median(base) / median(shoal))}  (target ≥ 0.90)`);
     console.log(`  each run, ms: curl ${base.map((x) => fmt(x, 0)).join(' ')}; shoald ${shoal.map((x) => fmt(x, 0)).join(' ')}`);
     // CPU is steadier than wall time on a shared VM, and says where the time goes.
     const perGiB = (xs: number[]) => fmt(median(xs) / (SIZE / (1024 * MiB)));

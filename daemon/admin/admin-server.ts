@@ -8,6 +8,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { ShoalError } from '../errors.js';
 import type { FetchManager } from '../fetch/fetches.js';
+import type { CreateFetch, GcResult, PeerView, PinResult, RemoveResult, StatusView } from './api.js';
 import { parseRange, readJsonBody, sendError, sendJson } from '../common/http-util.js';
 import type { Logger } from '../common/log.js';
 import type { Metrics } from './metrics.js';
@@ -88,9 +89,13 @@ async function route(d: AdminDeps, req: IncomingMessage, res: ServerResponse) {
     if (m === 'GET' && !id) return sendJson(res, 200, { artifacts: await d.fetches.artifacts() });
     if (id && rest.length === 2 && m === 'POST' && (rest[1] === 'pin' || rest[1] === 'unpin')) {
       await d.fetches.pin(id, rest[0]!, rest[1] === 'pin');
-      return sendJson(res, 200, { ok: true, name: id, version: rest[0], pinned: rest[1] === 'pin' });
+      const r: PinResult = { ok: true, name: id, version: rest[0]!, pinned: rest[1] === 'pin' };
+      return sendJson(res, 200, r);
     }
-    if (id && rest.length === 1 && m === 'DELETE') return sendJson(res, 200, { ok: true, ...(await d.fetches.remove(id, rest[0]!)) });
+    if (id && rest.length === 1 && m === 'DELETE') {
+      const r: RemoveResult = { ok: true, ...(await d.fetches.remove(id, rest[0]!)) };
+      return sendJson(res, 200, r);
+    }
   }
   if (what === 'export' && !id && m === 'GET') {
     const refs = url.searchParams.getAll('artifact').map((a) => {
@@ -108,7 +113,8 @@ async function route(d: AdminDeps, req: IncomingMessage, res: ServerResponse) {
     const body = (await readJsonBody(req, 4096).catch(() => ({}))) as { targetBytes?: unknown } | null;
     const target = typeof body?.targetBytes === 'number' && Number.isSafeInteger(body.targetBytes) && body.targetBytes >= 0 ? body.targetBytes : Math.floor(d.store.maxBytes * 0.9);
     const r = await d.store.evictDownTo(target);
-    return sendJson(res, 200, { freedBytes: r.freed, usedBytes: d.store.usedBytes(), targetBytes: target, reached: r.reached });
+    const out: GcResult = { freedBytes: r.freed, usedBytes: d.store.usedBytes(), targetBytes: target, reached: r.reached };
+    return sendJson(res, 200, out);
   }
   if (m === 'GET' && what === 'peers' && !id) return sendJson(res, 200, { peers: peers(d) });
   if (m === 'GET' && what === 'status' && !id) return sendJson(res, 200, status(d));
@@ -128,7 +134,7 @@ function decodeSegment(s: string): string {
 }
 
 async function createFetch(d: AdminDeps, req: IncomingMessage, res: ServerResponse) {
-  const body = (await readJsonBody(req, 33 << 20)) as { manifestUrl?: unknown; channelUrl?: unknown; manifest?: unknown; ignoreOriginWindow?: unknown } | null;
+  const body = (await readJsonBody(req, 33 << 20)) as { [K in keyof CreateFetch]?: unknown } | null;
   const usage = 'body must be {manifestUrl: string}, {channelUrl: string} or {manifest: object}';
   if (!body || typeof body !== 'object') throw new ShoalError('bad-request', usage);
   let job;
@@ -140,7 +146,7 @@ async function createFetch(d: AdminDeps, req: IncomingMessage, res: ServerRespon
   sendJson(res, 202, job.status());
 }
 
-function peers(d: AdminDeps) {
+function peers(d: AdminDeps): PeerView[] {
   return d.table.all().map((p) => ({
     id: p.id, address: p.address, healthy: p.healthy, banned: d.table.isBanned(p),
     ...(d.table.isBanned(p) ? { banReason: p.banReason, bannedUntil: new Date(p.bannedUntil).toISOString() } : {}),
@@ -148,7 +154,7 @@ function peers(d: AdminDeps) {
   }));
 }
 
-function status(d: AdminDeps) {
+function status(d: AdminDeps): StatusView {
   return {
     peerId: d.selfId, site: d.site, peerPort: d.peerPort(),
     peers: { healthy: d.table.usable().length, known: d.table.all().length },

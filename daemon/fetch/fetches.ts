@@ -17,37 +17,9 @@ import type { OriginClient } from '../origin/origin-client.js';
 import type { DaemonState } from './state.js';
 import type { BlobDownload } from '../swarm/downloader.js';
 import type { Swarm } from '../swarm/swarm.js';
+import type { ArtifactView, FetchStatus } from '../admin/api.js';
 
-export interface FetchStatus {
-  id: string;
-  state: 'resolving' | 'running' | 'done' | 'failed' | 'cancelled';
-  manifestUrl?: string;
-  channelUrl?: string;
-  channel?: string;
-  manifestId?: string;
-  name?: string;
-  version?: string;
-  size: number;
-  held: number;
-  bytes: { origin: number; peer: number };
-  files: Array<{ path: string; blob: string; size: number; chunks: number; held: number; state: string; type: 'file' | 'tar' }>;
-  /** Set while the fetch could progress but waits for an origin window. */
-  waiting?: 'origin-window';
-  error?: { code: string; message: string };
-  createdAt: string;
-  finishedAt?: string;
-}
-
-export interface ArtifactView {
-  name: string;
-  version: string;
-  sequence: number;
-  manifestId: string;
-  size: number;
-  complete: boolean;
-  pinned: boolean;
-  files: Array<{ path: string; size: number; blob: string; type: 'file' | 'tar'; held: number; chunks: number; complete: boolean; pinned: boolean }>;
-}
+export type { ArtifactView, FetchStatus };
 
 export class FetchJob {
   readonly id = randomBytes(8).toString('hex');

@@ -1,0 +1,82 @@
+/**
+ * The agent API's requests and answers (docs/protocol.md): one module that
+ * the admin server and the typed client (agent-api/client.ts) both import.
+ */
+import type { DownloadProgress } from '../swarm/downloader.js';
+
+export interface FetchStatus {
+  id: string;
+  state: 'resolving' | 'running' | 'done' | 'failed' | 'cancelled';
+  manifestUrl?: string;
+  channelUrl?: string;
+  channel?: string;
+  manifestId?: string;
+  name?: string;
+  version?: string;
+  size: number;
+  held: number;
+  bytes: { origin: number; peer: number };
+  files: Array<{ path: string; blob: string; size: number; chunks: number; held: number; state: string; type: 'file' | 'tar' }>;
+  /** Set while the fetch could progress but waits for an origin window. */
+  waiting?: 'origin-window';
+  error?: { code: string; message: string };
+  createdAt: string;
+  finishedAt?: string;
+}
+
+/** POST /api/v1/fetches: exactly one of manifestUrl, channelUrl, manifest. */
+export interface CreateFetch {
+  manifestUrl?: string;
+  channelUrl?: string;
+  manifest?: unknown;
+  ignoreOriginWindow?: boolean;
+}
+
+/** GET /api/v1/fetches/{id}/events: one server-sent event. */
+export interface FetchEvent {
+  event: 'progress' | 'done' | 'failed' | 'cancelled';
+  data: FetchStatus & { peers: number };
+}
+
+export interface ArtifactView {
+  name: string;
+  version: string;
+  sequence: number;
+  manifestId: string;
+  size: number;
+  complete: boolean;
+  pinned: boolean;
+  files: Array<{ path: string; size: number; blob: string; type: 'file' | 'tar'; held: number; chunks: number; complete: boolean; pinned: boolean }>;
+}
+
+export interface PeerView {
+  id: string;
+  address: string;
+  healthy: boolean;
+  banned: boolean;
+  banReason?: string;
+  bannedUntil?: string;
+  lastSeen: string | null;
+  source: string;
+}
+
+/** GET /api/v1/status */
+export interface StatusView {
+  peerId: string;
+  site: string;
+  peerPort: number;
+  peers: { healthy: number; known: number };
+  downloads: DownloadProgress[];
+  cache: { usedBytes: number; maxBytes: number; blobs: number };
+  /** Chunks under an active origin lease, per blob this daemon coordinates. */
+  leases: Record<string, number>;
+  memory: NodeJS.MemoryUsage;
+}
+
+export interface PinResult { ok: true; name: string; version: string; pinned: boolean }
+export interface RemoveResult { ok: true; blobsRemoved: number; bytesFreed: number }
+export interface GcResult { freedBytes: number; usedBytes: number; targetBytes: number; reached: boolean }
+export interface ImportResult { artifacts: Array<{ name: string; version: string }>; blobs: number; bytes: number }
+
+/** Every non-2xx answer. */
+export interface ErrorBody { error: { code: string; message: string } }

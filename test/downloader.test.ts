@@ -1,0 +1,121 @@
+/**
+ * The download loop on its own: in-memory peers, origin and coordinators on a
+ * fake clock (test/helpers/mem-site.ts), a real blob on disk. No sockets, no sleeps.
+ */
+import test from 'ava';
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { fileEntry, tmpDir } from './helpers/fixtures.js';
+import { MemSite } from './helpers/mem-site.js';
+
+const CHUNK = 256 << 10;
+
+async function site(t: Parameters<typeof tmpDir>[0], chunks = 12) {
+  const data = randomBytes(chunks * CHUNK - 1000);
+  const e = fileEntry('x', data, CHUNK);
+  const s = await MemSite.create(await tmpDir(t), data, { sha256: e.sha256, size: e.size, chunkSize: CHUNK, chunks: e.chunks });
+  t.teardown(() => s.store.close());
+  return s;
+}
+
+async function stored(s: MemSite) {
+  return fs.readFile(path.join(s.store.dir, `${s.layout.sha256}.data`));
+}
+
+test('alone: every chunk comes from the origin once, in lease runs, verified', async (t) => {
+  const s = await site(t);
+  const { d, blob } = await s.download();
+  await s.clock.run(d.done);
+  t.is(d.state, 'done');
+  t.true(blob.complete);
+  t.is(s.originBytes, s.data.length, 'each byte from the origin exactly once');
+  t.true(s.originRequests.length <= 3 + 1, `one request per run of up to 4 chunks (${s.originRequests.length})`);
+  t.deepEqual(d.bytes, { origin: s.data.length, peer: 0 });
+  t.true((await stored(s)).equals(s.data));
+});
+
+test('a peer holds it: every chunk comes from the peer and none from the origin', async (t) => {
+  const s = await site(t);
+  const p = s.addPeer('holder000001', 'all');
+  const { d } = await s.download();
+  await s.clock.run(d.done);
+  t.is(d.state, 'done');
+  t.is(s.originBytes, 0);
+  t.is(p.ranges, s.layout.chunks.length);
+  t.true((await stored(s)).equals(s.data));
+});
+
+test('a lying peer: its bad chunk is refused, the peer banned by code, and the chunk comes from an honest holder', async (t) => {
+  const s = await site(t);
+  s.addPeer('liar00000001', 'all', { lies: new Set([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]) });
+  const honest = s.addPeer('honest000001', 'all');
+  const { d } = await s.download();
+  await s.clock.run(d.done);
+  t.is(d.state, 'done');
+  t.regex(s.banned.get('liar00000001') ?? '', /SHA-256 differs/);
+  t.false(s.banned.has('honest000001'));
+  t.true(s.verifyFailures >= 1);
+  t.true(honest.ranges >= s.layout.chunks.length - 4, 'the rest came from the honest peer');
+  t.is(s.originBytes, 0);
+  t.true((await stored(s)).equals(s.data), 'not one bad byte stored');
+});
+
+test('a peer that no longer holds a chunk (416) is neither banned nor marked down', async (t) => {
+  const s = await site(t, 4);
+  const p = s.addPeer('dropper00001', 'all', { lacks: true });
+  s.addPeer('holder000001', 'all');
+  const { d } = await s.download();
+  await s.clock.run(d.done);
+  t.is(d.state, 'done');
+  t.true(p.ranges >= 1, 'it was asked');
+  t.false(s.banned.has('dropper00001'));
+  t.false(s.down.includes('dropper00001'));
+});
+
+test('a dead leaseholder: the coordinator re-grants its chunks after the lease TTL, and the origin serves each byte once', async (t) => {
+  const s = await site(t, 8);
+  const coord = s.addPeer('coord0000001', 'none');
+  coord.coordinator = s.coordinator(coord.id, 1000);
+  // A member took every chunk's lease, then died without fetching or renewing.
+  s.addPeer('ghost0000001', 'none');
+  const all = s.layout.chunks.map((_, i) => i);
+  for (let k = 0; k < 8; k += 4) coord.coordinator.handle({ blob: s.layout.sha256, peer: 'ghost0000001', chunks: 8, want: all.slice(k), max: 4 }, 8);
+  s.coordinatorOrder = [coord.id, s.selfId];
+  const { d } = await s.download();
+  const t0 = s.clock.now();
+  await s.clock.run(d.done);
+  t.is(d.state, 'done');
+  t.true(s.clock.now() - t0 >= 1000, 'nothing re-granted before the TTL ran out');
+  t.is(s.originBytes, s.data.length);
+  t.true((await stored(s)).equals(s.data));
+});
+
+test('a coordinator that stops answering is marked down and the next in HRW order grants', async (t) => {
+  const s = await site(t, 8);
+  const first = s.addPeer('coord0000001', 'none', { leaseFails: true });
+  const second = s.addPeer('coord0000002', 'none');
+  second.coordinator = s.coordinator(second.id);
+  s.coordinatorOrder = [first.id, second.id, s.selfId];
+  const { d } = await s.download();
+  await s.clock.run(d.done);
+  t.is(d.state, 'done');
+  t.true(s.down.includes(first.id));
+  t.true(second.coordinator.granted >= 8, 'the successor granted every chunk');
+  t.is(s.originBytes, s.data.length);
+});
+
+test('with no source at all the download fails with unavailable after noProgressTimeoutMs of fake time', async (t) => {
+  const s = await site(t, 4);
+  const ghost = s.addPeer('coord0000001', 'none');
+  ghost.coordinator = s.coordinator(ghost.id, 10 * 60_000);
+  for (let k = 0; k < 4; k++) ghost.coordinator.handle({ blob: s.layout.sha256, peer: 'nobody000001', chunks: 4, want: [k], max: 1 }, 4);
+  s.addPeer('nobody000001', 'none');
+  s.coordinatorOrder = [ghost.id];
+  const { d } = await s.download();
+  const t0 = s.clock.now();
+  const e = await t.throwsAsync(s.clock.run(d.done, 500));
+  t.is((e as { code?: string }).code, 'unavailable');
+  t.true(s.clock.now() - t0 >= 60_000);
+  t.is(s.originBytes, 0, 'a lease held elsewhere is never fetched behind the coordinator\'s back');
+});
