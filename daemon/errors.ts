@@ -8,12 +8,11 @@ import { EXIT, ShoalError, defineErrors, fromSystemError, isShoalError, type Cod
 export const DAEMON_ERRORS = defineErrors({
   'bad-request': { summary: 'the request is not valid', http: 400, exit: EXIT.usage },
   unauthorized: { summary: 'the request is not authenticated for this site', http: 401, exit: EXIT.error },
-  forbidden: { summary: 'the request may not do that', http: 403, exit: EXIT.error },
   aborted: { summary: 'cancelled', http: 409, exit: EXIT.failed },
   unavailable: { summary: 'no source can supply the bytes now', http: 503, exit: EXIT.failed },
   'daemon-unreachable': { summary: 'shoald cannot be reached', http: 503, exit: EXIT.unreachable },
   'origin-error': { summary: 'the origin failed or answered wrongly', http: 502, exit: EXIT.failed },
-  'origin-slow': { summary: 'the origin sent too little for too long', http: 504, exit: EXIT.failed },
+  'origin-wrong-range': { summary: 'the origin answered a range request with another range', http: 502, exit: EXIT.failed },
   'chunk-mismatch': { summary: 'bytes do not match their expected SHA-256', http: 502, exit: EXIT.mismatch },
   'blob-mismatch': { summary: 'a whole file does not match its SHA-256', http: 502, exit: EXIT.mismatch },
   // What a peer did wrong: peerVerdict decides ban, mark-down or nothing from the code.

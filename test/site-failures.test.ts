@@ -3,6 +3,7 @@
  * leaseholder mid-transfer, and a daemon restarted mid-download.
  */
 import test from 'ava';
+import { until } from './helpers/until.js';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { coordinatorFor } from '../daemon/swarm/hrw.js';
@@ -14,14 +15,6 @@ const MiB = 1 << 20;
 // Small lease runs keep "chunks in flight at the kill" small and countable.
 const TUNING = { leaseRunChunks: 2, originConcurrency: 2, leaseTtlMs: 2000 };
 
-async function waitUntil(cond: () => Promise<boolean> | boolean, timeoutMs = 20_000) {
-  const until = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > until) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 async function killMidTransfer(t: import('ava').ExecutionContext, pickVictim: (daemons: RunningDaemon[], blob: string) => Promise<RunningDaemon>) {
   const dir = await tmpDir(t);
   const { origin, rel } = await originWithRelease(t, dir, { size: 48 * MiB, bytesPerSec: 16 * MiB });
@@ -29,7 +22,7 @@ async function killMidTransfer(t: import('ava').ExecutionContext, pickVictim: (d
   await waitForPeers(daemons, 3);
   const jobs = await Promise.all(daemons.map((d) => d.client.createFetch({ manifestUrl: rel.manifestUrl })));
   // Kill once a quarter of the artifact has left the origin.
-  await waitUntil(() => origin.bytes(rel.rel) >= rel.size / 4);
+  await until(() => origin.bytes(rel.rel) >= rel.size / 4, 'a quarter fetched', 20_000);
   const victim = await pickVictim(daemons, rel.sha256);
   const inFlight = await killCountingInFlight(victim, origin);
   const survivors = daemons.filter((d) => d !== victim);
@@ -54,14 +47,14 @@ test('kill -9 a leaseholder mid-transfer: its leases are granted again and every
     const coord = coordinatorFor(blob, daemons.map((d) => d.peerId));
     // A non-coordinator that is fetching from the origin right now holds leases.
     let victim: RunningDaemon | undefined;
-    await waitUntil(async () => {
+    await until(async () => {
       for (const d of daemons) {
         if (d.peerId === coord) continue;
-        const s = (await d.client.status()) as { downloads: Array<{ bytes: { origin: number }; held: number; chunks: number }> };
+        const s = await d.client.status();
         if (s.downloads[0] && s.downloads[0].bytes.origin > 0 && s.downloads[0].held < s.downloads[0].chunks) { victim = d; return true; }
       }
       return false;
-    });
+    }, 'a leaseholder that is not the coordinator', 20_000);
     return victim!;
   });
 });
@@ -73,7 +66,7 @@ test('a daemon restarted mid-download resumes from disk and does not fetch verif
   const opts = { name: 'solo', dir: path.join(dir, 'solo'), peer: addr!, staticPeers: [], trustedKeys: rel.trusted, config: TUNING };
   const first = await startShoald(opts);
   const job = await first.client.createFetch({ manifestUrl: rel.manifestUrl });
-  await waitUntil(() => origin.bytes(rel.rel) >= rel.size / 2);
+  await until(() => origin.bytes(rel.rel) >= rel.size / 2, 'half fetched', 20_000);
   const heldBefore = (await first.client.getFetch(job.id)).held;
   await first.client.close();
   const inFlight = await killCountingInFlight(first, origin);

@@ -4,6 +4,7 @@
  * Needs root and `ip netns` (CI has both); skipped with the reason otherwise.
  */
 import test from 'ava';
+import { until } from './helpers/until.js';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { createTestbed, netnsSupport, type Testbed } from './helpers/netns.js';
@@ -20,14 +21,6 @@ async function healthyPeers(d: RunningDaemon) {
   return (await d.client.peers()).filter((p) => p.healthy && !p.banned).map((p) => p.id).sort();
 }
 
-async function until(cond: () => Promise<boolean>, timeoutMs: number, what: string): Promise<number> {
-  const t0 = Date.now();
-  while (!(await cond())) {
-    if (Date.now() - t0 > timeoutMs) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return Date.now() - t0;
-}
 
 async function site(t: import('ava').ExecutionContext, tb: Testbed, n: number, trustedKeys: string[], config: Record<string, unknown> = {}) {
   const dir = await tmpDir(t);
@@ -47,7 +40,7 @@ netnsTest('4 hosts find each other by mDNS within 3 s, fetch through one WAN pul
   const t0 = Date.now();
   const { daemons } = await site(t, tb, 4, rel.trusted);
   const ids = daemons.map((d) => d.peerId);
-  const found = await until(async () => (await Promise.all(daemons.map(healthyPeers))).every((p, i) => p.length === 3 && !p.includes(ids[i]!)), 10_000, 'discovery');
+  const found = await until(async () => (await Promise.all(daemons.map(healthyPeers))).every((p, i) => p.length === 3 && !p.includes(ids[i]!)), 'discovery', 10_000);
   const sinceStart = Date.now() - t0;
   t.log(`all 4 saw each other ${found} ms after the last daemon was ready (${sinceStart} ms after the first was started)`);
   t.true(found <= 3000, `discovered ${found} ms after start-up`);
@@ -60,20 +53,20 @@ netnsTest('4 hosts find each other by mDNS within 3 s, fetch through one WAN pul
   const rel2 = await makeRelease(path.join(dir, 'origin'), url, { size: 24 * MiB, version: '2.0.0', sequence: 2, key: rel.key });
   const jobs = await Promise.all(daemons.map((d) => d.client.createFetch({ manifestUrl: rel2.manifestUrl })));
   // kill -9 one daemon mid-transfer: the others move on and drop it after failed health checks.
-  await until(async () => origin.bytes(rel2.rel) > rel2.size / 3, 20_000, 'transfer started');
+  await until(async () => origin.bytes(rel2.rel) > rel2.size / 3, 'transfer started', 20_000);
   const victim = daemons[3]!;
   const inFlight = await killCountingInFlight(victim, origin);
   const killedAt = Date.now();
   const results = await Promise.all(daemons.slice(0, 3).map((d, i) => d.client.waitFetch(jobs[i]!.id)));
   for (const r of results) t.is(r.state, 'done');
   t.true(origin.bytes(rel2.rel) <= rel2.size + inFlight + rel2.chunkSize, `origin bytes ${origin.bytes(rel2.rel)}: size plus at most the ${inFlight} bytes in flight at the kill`);
-  await until(async () => (await Promise.all(daemons.slice(0, 3).map(healthyPeers))).every((p) => !p.includes(victim.peerId)), 10_000, 'kill -9 noticed');
+  await until(async () => (await Promise.all(daemons.slice(0, 3).map(healthyPeers))).every((p) => !p.includes(victim.peerId)), 'kill -9 noticed', 10_000);
   t.log(`kill -9 noticed by all after ${Date.now() - killedAt} ms`);
 
   // SIGTERM sends mDNS goodbyes: the others drop it within 2 s.
   const leaving = daemons[2]!;
   await leaving.kill('SIGTERM');
-  const left = await until(async () => (await Promise.all(daemons.slice(0, 2).map(healthyPeers))).every((p) => !p.includes(leaving.peerId)), 2000, 'goodbye');
+  const left = await until(async () => (await Promise.all(daemons.slice(0, 2).map(healthyPeers))).every((p) => !p.includes(leaving.peerId)), 'goodbye', 2000);
   t.log(`SIGTERM goodbye seen after ${left} ms`);
   t.is(await leaving.exited, 0);
 });
@@ -84,7 +77,7 @@ netnsTest('a host flooding fake announcements cannot grow the peer table past it
   const dir = await tmpDir(t);
   const { origin, rel } = await originWithRelease(t, dir, { size: 8 * MiB, host: tb.originIp });
   const { daemons } = await site(t, tb, 2, rel.trusted, { maxPeers: 8 });
-  await until(async () => (await Promise.all(daemons.map(healthyPeers))).every((p) => p.length === 1), 10_000, 'discovery');
+  await until(async () => (await Promise.all(daemons.map(healthyPeers))).every((p) => p.length === 1), 'discovery', 10_000);
   const flood = spawn('ip', ['netns', 'exec', tb.hosts[2]!.ns, process.execPath, path.join(ROOT, 'dist/test/helpers/mdns-flood.js'), '2000', tb.hosts[2]!.ip], { stdio: 'ignore' });
   t.teardown(() => { flood.kill('SIGKILL'); });
   const jobs = await Promise.all(daemons.map((d) => d.client.createFetch({ manifestUrl: rel.manifestUrl })));
@@ -109,7 +102,7 @@ netnsTest('two sites with different secrets on one bridge never use each other',
   })));
   t.teardown(() => Promise.all(daemons.map(async (d) => { await d.client.close(); await d.kill('SIGKILL'); })));
   const mate = (i: number) => daemons[i ^ 1]!.peerId;
-  await until(async () => (await Promise.all(daemons.map(healthyPeers))).every((p, i) => p.length === 1 && p[0] === mate(i)), 10_000, 'own site found');
+  await until(async () => (await Promise.all(daemons.map(healthyPeers))).every((p, i) => p.length === 1 && p[0] === mate(i)), 'own site found', 10_000);
   await new Promise((r) => setTimeout(r, 2000)); // more query and probe rounds: nobody from the other site appears
   for (const [i, d] of daemons.entries()) t.deepEqual((await d.client.peers()).map((p) => p.id), [mate(i)], `${d.name} knows only its own site`);
 });

@@ -106,7 +106,7 @@ export class OriginClient {
       const cr = CONTENT_RANGE_RE.exec(String(res.headers['content-range'] ?? ''));
       if (!cr || Number(cr[1]) !== from || Number(cr[2]) !== end) {
         discard(res.body);
-        throw new ShoalError('origin-error', `${url}: Content-Range "${res.headers['content-range']}" does not match bytes ${from}-${end}`);
+        throw new ShoalError('origin-wrong-range', `${url}: Content-Range "${res.headers['content-range']}" does not match bytes ${from}-${end}`);
       }
     } else if (res.statusCode === 200) {
       skip = from; // the server ignored Range: read past what we already have
@@ -188,6 +188,6 @@ function httpError(url: string, status: number) {
 
 function transient(e: unknown): boolean {
   if (e instanceof HttpStatusError) return e.status >= 500 || e.status === 429 || e.status === 408;
-  if (e instanceof ShoalError) return e.code === 'origin-error' && !(e.message.includes('Content-Range'));
+  if (e instanceof ShoalError) return e.code === 'origin-error'; // a wrong Content-Range (origin-wrong-range) would come again
   return true; // resets, timeouts, socket errors
 }

@@ -84,8 +84,8 @@ export class BlobStore {
       }
       const blob = await this.openBlob(meta);
       blob.restore(indices);
-      blob.pinned = !!meta.pinned;
-      blob.lastAccess = (await fs.stat(p.meta)).mtimeMs;
+      blob.setPinned(!!meta.pinned);
+      blob.touch((await fs.stat(p.meta)).mtimeMs);
       this.blobs.set(sha, blob);
     } catch (e) {
       this.events.log?.('warn', 'discarding unreadable cached blob', { blob: sha, reason: (e as Error).message });
@@ -104,7 +104,7 @@ export class BlobStore {
 
   get(sha: string): Blob | undefined {
     const b = this.blobs.get(sha);
-    if (b) b.lastAccess = Date.now();
+    b?.touch();
     return b;
   }
 
@@ -219,7 +219,7 @@ export class BlobStore {
   async setPinned(sha: string, pinned: boolean): Promise<void> {
     const b = this.blobs.get(sha);
     if (!b) throw new ShoalError('not-found', `blob ${sha} is not cached`);
-    b.pinned = pinned;
+    b.setPinned(pinned);
     const layout: Meta = { sha256: b.sha256, size: b.size, chunkSize: b.chunkSize, chunks: b.chunks, pinned };
     await writeFileAtomic(this.paths(sha).meta, JSON.stringify(layout));
   }

@@ -45,17 +45,24 @@ export class Blob extends EventEmitter {
   readonly size: number;
   readonly chunkSize: number;
   readonly chunks: string[];
-  /** One byte per chunk: 1 = verified and servable. */
+  /** One byte per chunk: 1 = verified and servable. Read-only outside this class. */
   readonly have: Uint8Array;
-  heldCount = 0;
+  private state = { held: 0, seq: 0, pinned: false, readers: 0, writers: 0, lastAccess: Date.now(), failed: undefined as ShoalError | undefined, closed: false };
+
+  get heldCount(): number { return this.state.held; }
   /** Bumped on every change of `have`, for long-polls. */
-  seq = 0;
-  pinned = false;
-  readers = 0;
-  writers = 0;
-  lastAccess = Date.now();
-  failed: ShoalError | undefined;
-  closed = false;
+  get seq(): number { return this.state.seq; }
+  get pinned(): boolean { return this.state.pinned; }
+  get readers(): number { return this.state.readers; }
+  get writers(): number { return this.state.writers; }
+  get lastAccess(): number { return this.state.lastAccess; }
+  get failed(): ShoalError | undefined { return this.state.failed; }
+  get closed(): boolean { return this.state.closed; }
+
+  /** The store's pin flag (persisted by the store in the blob's meta file). */
+  setPinned(pinned: boolean) { this.state.pinned = pinned; }
+  /** Used now (or at `at`): eviction goes least recently used first. */
+  touch(at = Date.now()) { this.state.lastAccess = at; }
 
   /** Chunks whose journal record is written (what a restart would find). */
   private durable: Uint8Array;
@@ -107,10 +114,10 @@ export class Blob extends EventEmitter {
       if (this.have[i]) continue;
       this.have[i] = 1;
       this.durable[i] = 1;
-      this.heldCount++;
+      this.state.held++;
       this.durableCount++;
     }
-    this.seq++;
+    this.state.seq++;
   }
 
   bitmap(): Buffer {
@@ -141,7 +148,7 @@ export class Blob extends EventEmitter {
     if (this.closed) throw new ShoalError('aborted', 'blob was closed');
     if (this.have[i] || this.writing.has(i)) return 'already';
     this.writing.add(i);
-    this.writers++;
+    this.state.writers++;
     const { start } = this.chunkRange(i);
     try {
       // At most 4 MiB per write() (chunks may be 64 MiB): larger writes hold a thread-pool thread for long.
@@ -153,19 +160,19 @@ export class Blob extends EventEmitter {
       throw fromSystemError(e, `writing chunk ${i} of blob ${this.sha256.slice(0, 12)}`);
     } finally {
       this.writing.delete(i);
-      this.writers--;
+      this.state.writers--;
     }
     if (this.closed) return 'already';
     this.have[i] = 1;
     this.confirmed[i] = 1;
-    this.heldCount++;
+    this.state.held++;
     this.changed();
     this.scheduleFlush(i, data.length);
     return 'stored';
   }
 
   private changed() {
-    this.seq++;
+    this.state.seq++;
     this.emit('change', this.seq);
   }
 
@@ -198,8 +205,8 @@ export class Blob extends EventEmitter {
       if (this.complete) this.emit('complete');
     } catch (e) {
       // The bytes may not be on disk: stop serving them and fail the blob.
-      for (const idx of batch) if (this.have[idx] && !this.durable[idx]) { this.have[idx] = 0; this.heldCount--; }
-      this.failed = fromSystemError(e, `syncing blob ${this.sha256.slice(0, 12)}`);
+      for (const idx of batch) if (this.have[idx] && !this.durable[idx]) { this.have[idx] = 0; this.state.held--; }
+      this.state.failed = fromSystemError(e, `syncing blob ${this.sha256.slice(0, 12)}`);
       this.changed();
       this.emit('failed', this.failed);
     }
@@ -272,7 +279,7 @@ export class Blob extends EventEmitter {
     for (const i of gone) {
       this.have[i] = 0;
       this.confirmed[i] = 0;
-      this.heldCount--;
+      this.state.held--;
       if (this.durable[i]) { this.durable[i] = 0; this.durableCount--; }
     }
     this.changed();
@@ -292,7 +299,7 @@ export class Blob extends EventEmitter {
       await writeFileAtomic(this.journalPath, rec);
       this.journal = await fs.open(this.journalPath, 'a');
     } catch (e) {
-      this.failed = fromSystemError(e, `rewriting the journal of blob ${this.sha256.slice(0, 12)}`);
+      this.state.failed = fromSystemError(e, `rewriting the journal of blob ${this.sha256.slice(0, 12)}`);
       this.emit('failed', this.failed);
     }
   }
@@ -304,8 +311,8 @@ export class Blob extends EventEmitter {
    */
   async sendRange(start: number, endInclusive: number, buf: Buffer, write: (b: Buffer) => Promise<void>): Promise<void> {
     if (!this.hasRange(start, endInclusive)) throw new ShoalError('not-found', 'range not held');
-    this.readers++;
-    this.lastAccess = Date.now();
+    this.state.readers++;
+    this.touch();
     try {
       for (let pos = start; pos <= endInclusive;) {
         const n = Math.min(buf.length, endInclusive - pos + 1);
@@ -315,7 +322,7 @@ export class Blob extends EventEmitter {
         pos += n;
       }
     } finally {
-      this.readers--;
+      this.state.readers--;
     }
   }
 
@@ -326,10 +333,10 @@ export class Blob extends EventEmitter {
    */
   openRead(start: number, endInclusive: number): Readable {
     if (!this.hasRange(start, endInclusive)) throw new ShoalError('not-found', 'range not held');
-    this.readers++;
-    this.lastAccess = Date.now();
+    this.state.readers++;
+    this.touch();
     const s = Readable.from(this.pieces(start, endInclusive), { objectMode: false, highWaterMark: 2 });
-    s.once('close', () => { this.readers--; });
+    s.once('close', () => { this.state.readers--; });
     return s;
   }
 
@@ -349,7 +356,7 @@ export class Blob extends EventEmitter {
   async close() {
     // Make what was written durable and recorded before the files close.
     await this.flushNow().catch(() => {});
-    this.closed = true;
+    this.state.closed = true;
     await this.flushChain.catch(() => {});
     this.emit('change', this.seq);
     await Promise.allSettled([this.data.close(), this.journal.close()]);

@@ -106,6 +106,7 @@ export class HashPool {
   async stop(): Promise<void> {
     const slots = this.slots.filter((s): s is Slot => !!s);
     this.slots.fill(undefined);
-    await Promise.allSettled(slots.map((s) => { if (s.idleTimer) clearTimeout(s.idleTimer); return s.worker.terminate(); }));
+    // Referenced while they end: an unreferenced worker would let the process exit mid-stop.
+    await Promise.allSettled(slots.map((s) => { if (s.idleTimer) clearTimeout(s.idleTimer); s.worker.ref(); return s.worker.terminate(); }));
   }
 }

@@ -9,6 +9,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { AgentClient } from '../../agent-api/client.js';
 import { ROOT } from './fixtures.js';
+import { until } from './until.js';
 
 export const SHOALD = path.join(ROOT, 'dist/daemon/shoald.js');
 
@@ -147,14 +148,8 @@ export async function startSite(t: { teardown(fn: () => unknown): void }, root: 
 
 /** Waits until every daemon sees `want` healthy peers. */
 export async function waitForPeers(daemons: RunningDaemon[], want: number, timeoutMs = 10_000) {
-  const until = Date.now() + timeoutMs;
   for (const d of daemons) {
-    for (;;) {
-      if (d.proc.exitCode !== null || d.proc.signalCode !== null) break;
-      const peers = await d.client.peers().catch(() => []);
-      if (peers.filter((p) => p.healthy).length >= want) break;
-      if (Date.now() > until) throw new Error(`${d.name} sees ${peers.filter((p) => p.healthy).length} peers, wanted ${want}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    const exited = () => d.proc.exitCode !== null || d.proc.signalCode !== null;
+    await until(async () => exited() || (await d.client.peers().catch(() => [])).filter((p) => p.healthy).length >= want, `${d.name} to see ${want} healthy peers`, timeoutMs, 100);
   }
 }
