@@ -84,7 +84,11 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
   const store = await BlobStore.open(config.cacheDir, config.cacheMaxBytes, {
     log: (level, msg, fields) => log(level, msg, fields),
     evicted: (sha, bytes) => { metrics.cacheEvictions.inc(); log('info', 'evicted blob', { blob: sha, bytes }); },
-    dropped: (sha, chunks) => { metrics.chunksDropped.inc(chunks); log('warn', 'dropped stored chunks that no longer match their hash', { blob: sha, chunks }); },
+    dropped: (sha, chunks) => {
+      metrics.chunksDropped.inc(chunks.length);
+      log('warn', 'dropped stored chunks that no longer match their hash', { blob: sha, chunks: chunks.length });
+      void swarm.chunksDropped(sha, chunks);
+    },
   }, { hasher });
   life.add({ name: 'store', stop: () => store.close() });
 

@@ -54,6 +54,15 @@ test('a dead holder loses its leases at once; an expired lease is granted again;
   t.deepEqual(c.handle({ blob, peer: 'b00000000000', chunks: 4, want: [3], max: 1 }, 4).held, { 3: 'a00000000000' });
 });
 
+test('a holder that asks again for a chunk it reported done (it dropped it since) is granted it anew', (t) => {
+  const c = coordinator(10_000, () => true);
+  t.deepEqual(c.handle({ blob, peer: 'a00000000000', chunks: 4, want: [0, 1], max: 2 }, 4).granted, [0, 1]);
+  t.deepEqual(c.handle({ blob, peer: 'a00000000000', chunks: 4, want: [0, 1], max: 2 }, 4).granted, [], 'a run still in flight is not granted twice');
+  c.handle({ blob, peer: 'a00000000000', chunks: 4, done: [0, 1] }, 4);
+  t.deepEqual(c.handle({ blob, peer: 'b00000000000', chunks: 4, want: [0], max: 2 }, 4).held, { 0: 'a00000000000' });
+  t.deepEqual(c.handle({ blob, peer: 'a00000000000', chunks: 4, want: [1], max: 2 }, 4).granted, [1]);
+});
+
 test('after a member leaves, a coordinator new to a blob hears renewals before granting', async (t) => {
   const clock = new FakeClock();
   const c = coordinator(10_000, () => true, clock);

@@ -20,7 +20,7 @@ interface Meta extends BlobLayout {
 export interface StoreEvents {
   evicted?: (sha: string, bytes: number) => void;
   /** Stored chunks found changed on disk and dropped (first read after a restart, or scrub). */
-  dropped?: (sha: string, chunks: number) => void;
+  dropped?: (sha: string, chunks: number[]) => void;
   log?: (level: 'info' | 'warn', msg: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -98,7 +98,7 @@ export class BlobStore {
     const data = await fs.open(p.data, 'r+');
     const journal = await fs.open(p.journal, 'a');
     const blob = new Blob(meta, p.data, p.journal, data, journal, this.hasher, this.opts.timing);
-    blob.on('dropped', (chunks: number[]) => this.events.dropped?.(meta.sha256, chunks.length));
+    blob.on('dropped', (chunks: number[]) => this.events.dropped?.(meta.sha256, chunks));
     return blob;
   }
 

@@ -268,6 +268,13 @@ export class Blob extends EventEmitter {
     return (await Promise.all(checks)).every(Boolean);
   }
 
+  /** Confirms every held chunk not yet confirmed by this process; resolves with how many were dropped. */
+  async confirmHeld(): Promise<number> {
+    const checks: Promise<boolean>[] = [];
+    for (let i = 0; i < this.chunkCount; i++) if (this.have[i] && !this.confirmed[i]) checks.push(this.recheck(i));
+    return (await Promise.all(checks)).filter((ok) => !ok).length;
+  }
+
   /**
    * Forgets chunks whose stored bytes are bad: not served from now on, the
    * journal rewritten without them (temp + fsync + rename), and fetched

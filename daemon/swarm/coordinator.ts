@@ -74,7 +74,8 @@ export class LeaseCoordinator {
     let m = this.leases.get(req.blob);
     if (!m) { m = new Map(); this.leases.set(req.blob, m); }
     const valid = (c: unknown): c is number => Number.isSafeInteger(c) && (c as number) >= 0 && (c as number) < chunkCount;
-    for (const c of (req.release ?? []).filter(valid)) if (m.get(c)?.holder === req.peer && !m.get(c)!.done) m.delete(c);
+    // A holder hands back a lease it will not fetch, or a chunk it no longer holds (dropped at rest).
+    for (const c of (req.release ?? []).filter(valid)) if (m.get(c)?.holder === req.peer) m.delete(c);
     for (const c of (req.done ?? []).filter(valid)) m.set(c, { holder: req.peer, expires: Infinity, done: true });
     const granted: number[] = [];
     for (const c of (req.renew ?? []).filter(valid)) {
@@ -95,10 +96,13 @@ export class LeaseCoordinator {
     let last = -2;
     for (const c of (req.want ?? []).slice(0, 4096).filter(valid)) {
       const l = m.get(c);
-      if (l && !this.stale(l, now)) {
-        if (l.holder !== req.peer) held[c] = l.holder;
+      // A holder that wants its own chunk again no longer has it (dropped at rest, evicted,
+      // restarted): its record goes, and the chunk is granted anew.
+      if (l && !this.stale(l, now) && l.holder !== req.peer) {
+        held[c] = l.holder;
         continue;
       }
+      if (l && l.holder === req.peer && !this.stale(l, now) && !l.done) continue; // its own run in flight
       if (l && !l.done) this.expired++;
       if (l) m.delete(c);
       // Grant one contiguous run per request so the holder can fetch it as one range.

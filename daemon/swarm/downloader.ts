@@ -132,6 +132,10 @@ export class BlobDownload extends EventEmitter {
     const onChange = () => this.wake();
     this.blob.on('change', onChange);
     try {
+      // Chunks restored from disk are hashed once before this download counts them as held:
+      // one that changed since is dropped here and fetched again below.
+      await this.blob.confirmHeld();
+      for (let i = 0; i < this.blob.chunkCount; i++) if (!this.blob.have[i]) this.source[i] = SOURCE.none;
       for (const p of this.ctx.table.usable()) this.startPoller(p);
       while (this.blob.heldCount < this.blob.chunkCount) {
         this.abort.signal.throwIfAborted();

@@ -87,6 +87,21 @@ export class Swarm {
     return d;
   }
 
+  /**
+   * Stored chunks failed their re-check and are gone: the blob's coordinator
+   * must stop naming us as their holder, or others would ask us in vain.
+   */
+  async chunksDropped(sha: string, chunks: number[]): Promise<void> {
+    const blob = this.store.get(sha);
+    if (!blob) return;
+    const req = { blob: sha, peer: this.ctx.selfId, chunks: blob.chunkCount, release: chunks };
+    const coord = this.ctx.coordinatorFor(sha);
+    if (!coord || coord === this.ctx.selfId) return void this.coordinator.handle(req, blob.chunkCount);
+    const p = this.ctx.table.get(coord);
+    // If this is lost, the coordinator learns it when we ask for the chunks again (coordinator.ts).
+    if (p) await this.ctx.client.lease(p, req, AbortSignal.timeout(5000)).catch(() => {});
+  }
+
   active(): BlobDownload[] {
     return [...this.downloads.values()].filter((d) => d.state === 'running');
   }
