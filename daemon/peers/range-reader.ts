@@ -5,9 +5,8 @@
  * Why not undici for this one request (it serves every other peer and origin
  * request): its HTTP/1.1 client reads each socket chunk into a fresh 64 KiB
  * buffer, copies it into its WASM parser's memory and hands the body on as
- * views of it, which the swarm then copies into the chunk buffer. That was
- * three copies, a 64 KiB allocation and a JS round per read, about half of a
- * receiving daemon's main-thread CPU per byte (docs/benchmarks.md). Here the
+ * views of it, which the swarm then copies into the chunk buffer: three copies,
+ * an allocation and a JS round per read (docs/benchmarks.md). Here the
  * socket is opened with Node's `onread` buffer: the status line and headers
  * land in a small per-connection buffer, and every read of the body lands in
  * the chunk buffer at the offset it belongs to, as large as the kernel has

@@ -54,9 +54,8 @@ export class BufferPool {
 
 /**
  * Copies `src` into `target` at `offset`. Buffer#copy into shared memory goes
- * through V8's word-at-a-time relaxed-atomic copy (measured 2–3× slower than
- * memcpy on fresh socket data, a tenth of a receiving daemon's CPU); Buffer#fill
- * with a buffer of exactly the span's length is one native memcpy.
+ * through V8's word-at-a-time relaxed-atomic copy; Buffer#fill with a buffer of
+ * exactly the span's length is one memcpy (docs/benchmarks.md).
  */
 export function copyInto(target: Buffer, src: Buffer, offset: number): void {
   if (src.length) target.fill(src, offset, offset + src.length);

@@ -31,8 +31,7 @@ export function planChunks(input: PickInput): ChunkPlan {
   // Random tie-break spreads what concurrent downloaders pick, so that they hold
   // different chunks and trade them instead of all pulling the same ones from one
   // holder. With no other downloader there is nothing to spread against: chunks go
-  // in order, so each one's check pairs with the whole-blob hash (one pass over the
-  // bytes instead of two; see docs/benchmarks.md, "Picking order").
+  // in order, which reads the holder's file sequentially.
   const spread = input.partial.size > 0;
   const wanted: Array<{ chunk: number; holders: string[]; r: number }> = [];
   const unheld: number[] = [];
