@@ -29,6 +29,8 @@ export interface Faults {
 export class LocalOrigin {
   readonly bytesByPath = new Map<string, number>();
   requests = 0;
+  /** Every range request answered, [start, end] inclusive (tests look for bytes served twice). */
+  readonly ranges: Array<[number, number]> = [];
   /** Range responses being sent right now: id → bytes of the range (for "chunks in flight" bounds). */
   private active = new Map<number, number>();
   private nextId = 0;
@@ -90,6 +92,7 @@ export class LocalOrigin {
       start = Number(range[1]);
       end = range[2] ? Math.min(Number(range[2]), st.size - 1) : st.size - 1;
       if (start > end) { res.writeHead(416, { 'content-range': `bytes */${st.size}` }); return void res.end(); }
+      this.ranges.push([start, end]);
       res.writeHead(206, { 'content-range': `bytes ${start}-${end}/${st.size}`, 'content-length': end - start + 1, 'accept-ranges': 'bytes' });
     } else {
       res.writeHead(200, { 'content-length': st.size, 'accept-ranges': 'bytes' });

@@ -117,6 +117,7 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
         if (p) p.bytesFrom += bytes;
       },
       verifyFailure: (source) => metrics.verifyFailures.inc({ source }),
+      distrusted: () => metrics.coordinatorsDistrusted.inc(),
     },
   });
   life.add({ name: 'swarm', stop: () => swarm.stop() });
@@ -141,7 +142,7 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
 
   const uploadBucket = new TokenBucket(config.uploadMaxBytesPerSec);
   const peerServer = createPeerServer({
-    selfId, site: config.siteId, store, coordinator: swarm.coordinator, uploadBucket, log,
+    selfId, site: config.siteId, store, coordinator: swarm.coordinator, board: swarm.board, uploadBucket, log,
     // 8 × 1 MiB send buffers: also the bound on concurrent uploads.
     buffers: new BufferPool(8),
     manifest: (id) => fetches.manifestBytes(id),

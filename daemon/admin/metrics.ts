@@ -42,6 +42,7 @@ export class Metrics {
   readonly originRequests: Counter<'code'>;
   readonly cacheEvictions: Counter;
   readonly chunksDropped: Counter;
+  readonly coordinatorsDistrusted: Counter;
   readonly scrubChunks: Counter<'result'>;
   readonly scrubBytes: Counter;
 
@@ -75,6 +76,7 @@ export class Metrics {
     this.scrubChunks = new Counter({ name: 'shoal_scrub_chunks_total', help: 'Stored chunks re-hashed by the scrub job, by result.', labelNames: ['result'], registers: r });
     this.scrubBytes = new Counter({ name: 'shoal_scrub_bytes_total', help: 'Bytes re-hashed by the scrub job.', registers: r });
     this.chunksDropped.inc(0);
+    this.coordinatorsDistrusted = new Counter({ name: 'shoal_coordinator_distrusted_total', help: 'Times a blob\'s coordinator answered wrongly, granted a chunk twice or let a download starve, and the next in HRW order was asked instead.', registers: r });
     for (const result of ['ok', 'bad']) this.scrubChunks.inc({ result }, 0);
     new Gauge({ name: 'shoal_build_info', help: 'Build information (always 1).', labelNames: ['version', 'node_version'], registers: r })
       .set({ version: SOFTWARE.split('/')[1]!, node_version: process.version }, 1);

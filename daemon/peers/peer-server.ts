@@ -12,6 +12,7 @@ import type { TokenBucket } from '../common/limits.js';
 import type { Logger } from '../common/log.js';
 import type { BlobStore } from '../store/blob-store.js';
 import type { LeaseCoordinator } from '../swarm/coordinator.js';
+import type { LeaseBoard } from '../swarm/lease-board.js';
 import type { BufferPool } from '../store/buffer-pool.js';
 import { CAPABILITIES, HEX64, MAX_JSON_BYTES, PROTOCOL_VERSION, SOFTWARE, parseLeaseRequest, type HaveBody, type PeerInfo } from './wire.js';
 
@@ -20,6 +21,8 @@ export interface PeerServerDeps {
   site: string;
   store: BlobStore;
   coordinator: LeaseCoordinator;
+  /** Our origin leases, shown in have-maps. */
+  board: LeaseBoard;
   uploadBucket: TokenBucket;
   /** Buffers for serving ranges; their number bounds concurrent uploads. */
   buffers: BufferPool;
@@ -77,15 +80,26 @@ async function have(d: PeerServerDeps, id: string, url: URL, res: ServerResponse
   if (!HEX64.test(id)) throw new ShoalError('bad-request', 'blob id must be 64 hex characters');
   const blob = d.store.get(id);
   if (!blob) throw new ShoalError('not-found', 'blob not held');
+  // The sequence counts changes of the held chunks and of our origin leases: both move forward only.
+  const seq = () => blob.seq + d.board.seq(id);
   const w = url.searchParams.get('wait');
   if (w !== null) {
     if (!/^\d{1,15}$/.test(w)) throw new ShoalError('bad-request', 'wait must be a sequence number');
     const ctl = new AbortController();
     res.once('close', () => ctl.abort());
-    await blob.waitChange(Number(w), MAX_WAIT_MS, ctl.signal);
+    if (seq() <= Number(w)) {
+      await new Promise<void>((resolve) => {
+        const done = () => { clearTimeout(timer); blob.off('change', done); d.board.off(`change:${id}`, done); ctl.signal.removeEventListener('abort', done); resolve(); };
+        const timer = setTimeout(done, MAX_WAIT_MS);
+        blob.on('change', done);
+        d.board.on(`change:${id}`, done);
+        ctl.signal.addEventListener('abort', done);
+      });
+    }
     if (ctl.signal.aborted) return;
   }
-  const body: HaveBody = { blob: id, seq: blob.seq, chunks: blob.chunkCount, complete: blob.complete, bitmap: blob.bitmap().toString('base64') };
+  const leasing = d.board.bitmap(id, blob.chunkCount);
+  const body: HaveBody = { blob: id, seq: seq(), chunks: blob.chunkCount, complete: blob.complete, bitmap: blob.bitmap().toString('base64'), ...(leasing ? { leasing: leasing.toString('base64') } : {}) };
   sendJson(res, 200, body);
 }
 

@@ -42,6 +42,8 @@ export interface HaveBody {
   complete: boolean;
   /** base64, one bit per chunk, most significant bit first. */
   bitmap: string;
+  /** Chunks this member is fetching from the origin now under a lease, same encoding; absent when none. */
+  leasing?: string;
 }
 
 /** A have-map as the client returns it. */
@@ -50,6 +52,7 @@ export interface HaveMap {
   chunks: number;
   complete: boolean;
   bitmap: Buffer;
+  leasing?: Buffer;
 }
 
 /** POST /v1/leases */
@@ -89,7 +92,10 @@ export function parseHave(v: unknown, chunks: number): HaveMap | undefined {
   if (!d || typeof d !== 'object' || !Number.isSafeInteger(d.seq) || d.chunks !== chunks || typeof d.bitmap !== 'string') return undefined;
   const bitmap = Buffer.from(d.bitmap, 'base64');
   if (bitmap.length !== Math.ceil(chunks / 8)) return undefined;
-  return { seq: d.seq!, chunks, complete: !!d.complete, bitmap };
+  if (d.leasing !== undefined && typeof d.leasing !== 'string') return undefined;
+  const leasing = d.leasing === undefined ? undefined : Buffer.from(d.leasing, 'base64');
+  if (leasing && leasing.length !== bitmap.length) return undefined;
+  return { seq: d.seq!, chunks, complete: !!d.complete, bitmap, ...(leasing ? { leasing } : {}) };
 }
 
 const indexList = (v: unknown) => v === undefined || (Array.isArray(v) && v.length <= MAX_LEASE_LIST && v.every((x) => Number.isSafeInteger(x) && x >= 0));

@@ -225,17 +225,6 @@ export class Blob extends EventEmitter {
     });
   }
 
-  /** Waits until `seq` moves past `since` or the timeout passes; returns the current seq. */
-  waitChange(since: number, timeoutMs: number, signal?: AbortSignal): Promise<number> {
-    if (this.seq > since || this.closed) return Promise.resolve(this.seq);
-    return new Promise((resolve) => {
-      const done = () => { clearTimeout(timer); this.off('change', done); signal?.removeEventListener('abort', done); resolve(this.seq); };
-      const timer = setTimeout(done, timeoutMs);
-      this.on('change', done);
-      signal?.addEventListener('abort', done);
-    });
-  }
-
   /**
    * Re-hashes chunk i from the data file (`force`: even if this process
    * confirmed it before). False, and the chunk dropped, when its bytes no

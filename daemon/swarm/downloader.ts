@@ -13,6 +13,7 @@ import { planChunks } from './chunk-picker.js';
 import type { LeaseRequest, LeaseResponse } from '../peers/wire.js';
 import type { Peer } from '../peers/peer-table.js';
 import type { SwarmContext } from './swarm.js';
+import { checkGrant } from './grant-check.js';
 import type { Timer } from '../common/clock.js';
 
 /** The download loop's timing, from the swarm (tests shorten it on a fake clock). */
@@ -29,11 +30,30 @@ export interface DownloadTiming {
   originBackoffMaxMs: number;
   /** How long a transfer in flight may take to finish when the daemon drains. */
   drainPollMs: number;
+  /** Have-map polls to one peer at most this often, however fast it answers. */
+  pollMinMs: number;
 }
 
 export const DEFAULT_DOWNLOAD_TIMING: DownloadTiming = {
-  tickMs: 250, settleMs: 2000, pollRetryMs: 300, leaseRetryMs: 300, originBackoffMaxMs: 5000, drainPollMs: 50,
+  tickMs: 250, settleMs: 2000, pollRetryMs: 300, leaseRetryMs: 300, originBackoffMaxMs: 5000, drainPollMs: 50, pollMinMs: 100,
 };
+
+/** One bit per chunk, most significant first, as one byte per chunk. */
+function unpackBits(bitmap: Buffer, n: number): Uint8Array {
+  const bits = new Uint8Array(n);
+  for (let i = 0; i < n; i++) bits[i] = (bitmap[i >> 3]! >> (7 - (i & 7))) & 1;
+  return bits;
+}
+
+/** The leading ascending run of sorted chunk indices (one origin range). */
+function contiguousPrefix(chunks: number[]): number[] {
+  const out: number[] = [];
+  for (const c of chunks) {
+    if (out.length && c !== out[out.length - 1]! + 1) break;
+    out.push(c);
+  }
+  return out;
+}
 
 export const SOURCE = { none: 0, cached: 1, origin: 2, peer: 3 } as const;
 
@@ -100,6 +120,9 @@ export class BlobDownload extends EventEmitter {
 
   cancel(reason = 'cancelled') {
     this.abort.abort(new ShoalError('aborted', reason));
+    // The loop's own tick timer is unreferenced: wake it, or a stopping daemon could find
+    // its event loop empty before the download has ended.
+    this.wake();
   }
 
   progress(): DownloadProgress {
@@ -118,8 +141,48 @@ export class BlobDownload extends EventEmitter {
     w?.();
   };
 
-  private coordinator(): string | undefined {
-    return this.ctx.coordinatorFor(this.blob.sha256);
+  /**
+   * The coordinator this download asks: the first member in HRW order that has
+   * not proven unreliable for this blob; with none left, ourselves (we then
+   * lease from our own coordinator and fetch from the origin directly).
+   */
+  private coordinator(): string {
+    return this.ctx.rankFor(this.blob.sha256).find((id) => id === this.ctx.selfId || !this.distrusted.has(id)) ?? this.ctx.selfId;
+  }
+
+  /** Coordinators that answered wrongly, granted twice, or let us starve: skipped for this blob. */
+  private distrusted = new Set<string>();
+  /** Since when lease answers have given us nothing to do (no grant, no progress). */
+  private starvingSince: number | undefined;
+
+  private distrust(coord: string, reason: string, ban: boolean) {
+    if (coord === this.ctx.selfId || this.distrusted.has(coord)) return;
+    this.distrusted.add(coord);
+    this.starvingSince = undefined;
+    this.ctx.stats.distrusted();
+    this.ctx.log('warn', 'coordinator unreliable for this blob: asking the next', { blob: this.blob.sha256.slice(0, 12), coordinator: coord, reason, next: this.coordinator() });
+    if (ban) this.ctx.table.ban(coord, this.ctx.config.banMs, `coordinator: ${reason}`);
+    this.nextLeaseAt = 0;
+    this.wake();
+  }
+
+  /** Our origin leases in flight: chunk → the coordinator that granted it. */
+  private originLeases = new Map<number, string>();
+  /** Origin leases other members show in their have-maps: chunk → first seen, per peer. */
+  private peerLeasing = new Map<string, Map<number, number>>();
+  /** When each peer's held count last grew (a visible lease without progress stops counting). */
+  private peerGrowth = new Map<string, { held: number; at: number }>();
+
+  /** Another member visibly fetches chunk c from the origin now (and is getting somewhere). */
+  private leasedElsewhere(c: number, now: number): boolean {
+    const stale = 2 * this.ctx.config.leaseTtlMs;
+    for (const [id, chunks] of this.peerLeasing) {
+      const since = chunks.get(c);
+      if (since === undefined) continue;
+      const grew = this.peerGrowth.get(id)?.at ?? since;
+      if (now - since <= stale || now - grew <= stale) return true;
+    }
+    return false;
   }
 
   private async run(): Promise<void> {
@@ -192,8 +255,16 @@ export class BlobDownload extends EventEmitter {
     const originOpen = this.override || this.ctx.originAllowed();
     this.waiting = unheld.length && !originOpen ? 'origin-window' : undefined;
     if (this.waiting) this.lastProgress = now; // waiting for a window is not a stall
-    if (originOpen && settled && unheld.length && this.originRuns < this.ctx.config.originConcurrency && !this.leasing && now >= this.nextLeaseAt && this.urls.length) {
-      void this.askLease(unheld);
+    // No grant and no chunk from anyone for two lease TTLs while chunks are missing: the
+    // coordinator (or the holders it names) is not getting us anywhere.
+    // Chunks another member is visibly fetching from the origin are not ours to lease, whoever would grant them.
+    const askable = unheld.filter((c) => !this.leasedElsewhere(c, now));
+    if (!askable.length || this.originRuns > 0 || this.waiting) this.starvingSince = undefined;
+    else if (this.starvingSince !== undefined && now - this.starvingSince > 2 * this.ctx.config.leaseTtlMs) {
+      this.distrust(this.coordinator(), `no grant and no progress for ${2 * this.ctx.config.leaseTtlMs} ms`, false);
+    }
+    if (originOpen && settled && askable.length && this.originRuns < this.ctx.config.originConcurrency && !this.leasing && now >= this.nextLeaseAt && this.urls.length) {
+      void this.askLease(askable);
     }
   }
 
@@ -202,6 +273,7 @@ export class BlobDownload extends EventEmitter {
     this.source[i] = from === 'origin' ? SOURCE.origin : SOURCE.peer;
     this.ctx.stats.stored(from, bytes, peerId);
     this.lastProgress = this.ctx.clock.now();
+    this.starvingSince = undefined;
   }
 
   /** The chunk map for dashboards, at most `cells` long: per cell the state of its chunks. */
@@ -227,24 +299,54 @@ export class BlobDownload extends EventEmitter {
     const signal = AbortSignal.any([ctl.signal, this.abort.signal]);
     void (async () => {
       let seq: number | undefined;
+      let idle = 0;
       while (!signal.aborted) {
         try {
+          const asked = this.ctx.clock.now();
           const h = await this.ctx.client.have(p, this.blob.sha256, this.blob.chunkCount, seq, signal);
           this.heard.add(p.id);
           if (!h) {
             this.peerHave.delete(p.id);
             this.partial.delete(p.id);
+            this.peerLeasing.delete(p.id);
             seq = undefined;
             await this.ctx.clock.sleep(this.ctx.timing.pollRetryMs, signal);
             continue;
           }
-          const bits = new Uint8Array(this.blob.chunkCount);
-          for (let i = 0; i < bits.length; i++) bits[i] = (h.bitmap[i >> 3]! >> (7 - (i & 7))) & 1;
+          const now = this.ctx.clock.now();
+          const bits = unpackBits(h.bitmap, this.blob.chunkCount);
+          let held = 0;
+          for (const b of bits) held += b;
+          const growth = this.peerGrowth.get(p.id);
+          if (!growth || held > growth.held) this.peerGrowth.set(p.id, { held, at: now });
           this.peerHave.set(p.id, bits);
+          const leasing = new Map<number, number>();
+          if (h.leasing) {
+            const was = this.peerLeasing.get(p.id);
+            const lb = unpackBits(h.leasing, this.blob.chunkCount);
+            for (let i = 0; i < lb.length; i++) if (lb[i] && !bits[i]) leasing.set(i, was?.get(i) ?? now);
+          }
+          this.peerLeasing.set(p.id, leasing);
+          // It fetches from the origin a chunk we are fetching too: whoever granted ours granted it twice.
+          for (const c of leasing.keys()) {
+            const by = this.originLeases.get(c);
+            if (by !== undefined) { this.distrust(by, `granted chunk ${c}, which ${p.id} is leasing too`, false); break; }
+          }
           if (h.complete) this.partial.delete(p.id);
           else this.partial.add(p.id);
+          // A long-poll answers when something changed. One that answers at once with nothing
+          // new does not set the pace: wait out the rest of the interval, and after a run of
+          // them the peer is banned (it would keep us in a busy loop).
+          const early = now - asked < this.ctx.timing.pollMinMs;
+          const news = seq === undefined || h.seq !== seq;
+          idle = early && !news ? idle + 1 : 0;
+          if (idle >= 20) {
+            this.ctx.table.ban(p.id, this.ctx.config.banMs, 'answers have long-polls at once without news');
+            break;
+          }
           seq = h.seq;
           this.wake();
+          if (early) await this.ctx.clock.sleep(this.ctx.timing.pollMinMs - (now - asked), signal);
         } catch {
           if (signal.aborted) break;
           seq = undefined;
@@ -258,6 +360,7 @@ export class BlobDownload extends EventEmitter {
     this.pollers.get(id)?.abort();
     this.pollers.delete(id);
     this.peerHave.delete(id);
+    this.peerLeasing.delete(id);
     this.partial.delete(id);
   }
 
@@ -294,36 +397,57 @@ export class BlobDownload extends EventEmitter {
 
   // ---- leases and the origin ----
 
-  private async lease(req: Omit<LeaseRequest, 'blob' | 'peer' | 'chunks'>, signal: AbortSignal = this.abort.signal): Promise<LeaseResponse | undefined> {
-    const coord = this.coordinator();
+  private async lease(req: Omit<LeaseRequest, 'blob' | 'peer' | 'chunks'>, signal: AbortSignal = this.abort.signal, coord = this.coordinator()): Promise<{ coord: string; full: LeaseRequest; res: LeaseResponse } | undefined> {
     const full: LeaseRequest = { ...req, blob: this.blob.sha256, peer: this.ctx.selfId, chunks: this.blob.chunkCount };
-    if (!coord || coord === this.ctx.selfId) return this.ctx.coordinator.handle(full, this.blob.chunkCount);
+    if (coord === this.ctx.selfId) return { coord, full, res: this.ctx.coordinator.handle(full, this.blob.chunkCount) };
     const p = this.ctx.table.get(coord);
     if (!p) return undefined;
     try {
-      return await this.ctx.client.lease(p, full, signal);
+      return { coord, full, res: await this.ctx.client.lease(p, full, signal) };
     } catch (e) {
       if (!signal.aborted) this.ctx.table.markDown(coord, `lease request failed: ${(e as Error).message}`);
       return undefined;
     }
   }
 
-  private async askLease(unheld: number[]) {
+  private async askLease(askable: number[]) {
     this.leasing = true;
     try {
-      const res = await this.lease({ want: unheld.slice(0, 4096), max: this.ctx.config.leaseRunChunks });
-      this.nextLeaseAt = this.ctx.clock.now() + (res?.retryMs ?? (res && res.granted.length ? 0 : this.ctx.timing.leaseRetryMs));
-      const granted = (res?.granted ?? []).filter((c) => !this.blob.have[c] && !this.inflight.has(c)).sort((a, b) => a - b);
-      if (granted.length) void this.originRun(granted);
+      const want = askable.slice(0, 4096);
+      const answer = await this.lease({ want, max: this.ctx.config.leaseRunChunks });
+      this.nextLeaseAt = this.ctx.clock.now() + this.ctx.timing.leaseRetryMs;
+      if (!answer) return;
+      const { coord, full, res } = answer;
+      const check = checkGrant(full, res, (id) => id === this.ctx.selfId || !!this.ctx.table.get(id));
+      if (!check.ok) return this.distrust(coord, check.reason, true);
+      if (res.retryMs !== undefined) this.nextLeaseAt = this.ctx.clock.now() + res.retryMs;
+      else if (check.granted.length) this.nextLeaseAt = 0;
+      const later = this.ctx.clock.now();
+      if (check.granted.some((c) => this.leasedElsewhere(c, later))) {
+        // It granted us what another member is fetching: it grants twice (or two members each
+        // believe they coordinate). Hand the grant back and ask the next in order.
+        void this.lease({ release: check.granted }, AbortSignal.timeout(2000), coord);
+        return this.distrust(coord, 'granted a chunk another member is leasing', false);
+      }
+      const run = contiguousPrefix(check.granted.filter((c) => !this.blob.have[c] && !this.inflight.has(c)));
+      const unused = check.granted.filter((c) => !run.includes(c));
+      if (unused.length) void this.lease({ release: unused }, AbortSignal.timeout(2000), coord);
+      if (run.length) {
+        this.starvingSince = undefined;
+        void this.originRun(run, coord);
+      } else {
+        this.starvingSince ??= this.ctx.clock.now();
+      }
     } finally {
       this.leasing = false;
       this.wake();
     }
   }
 
-  private async originRun(chunks: number[]) {
+  private async originRun(chunks: number[], grantedBy: string) {
     this.originRuns++;
-    chunks.forEach((c) => this.inflight.add(c));
+    chunks.forEach((c) => { this.inflight.add(c); this.originLeases.set(c, grantedBy); });
+    this.ctx.board.add(this.blob.sha256, chunks);
     const remaining = new Set(chunks);
     const done: number[] = [];
     const renewOnce = async () => {
@@ -375,6 +499,7 @@ export class BlobDownload extends EventEmitter {
           if (isShoalError(e, 'no-space') || isShoalError(e, 'permission-denied')) { this.fatal = e as ShoalError; return; }
         }
       }
+      this.ctx.log('debug', 'origin run', { blob: this.blob.sha256.slice(0, 12), chunks: `${chunks[0]}-${chunks[chunks.length - 1]}`, grantedBy, ok, stored: chunks.length - remaining.size });
       if (!ok) {
         this.originFailures++;
         this.ctx.log('warn', 'origin fetch failed', { blob: this.blob.sha256.slice(0, 12), error: (lastError as Error)?.message });
@@ -387,7 +512,8 @@ export class BlobDownload extends EventEmitter {
       releaseBuf?.();
       renewing = false;
       this.ctx.clock.clearTimeout(renewTimer);
-      chunks.forEach((c) => this.inflight.delete(c));
+      chunks.forEach((c) => { this.inflight.delete(c); this.originLeases.delete(c); });
+      this.ctx.board.remove(this.blob.sha256, chunks);
       this.originRuns--;
       // Hand back what we did not fetch, also when cancelled (hence a fresh signal).
       void this.lease({ done, release: [...remaining] }, AbortSignal.timeout(2000));

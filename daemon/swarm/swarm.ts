@@ -11,7 +11,8 @@ import type { BlobLayout } from '../store/blob.js';
 import { BufferPool } from '../store/buffer-pool.js';
 import { LeaseCoordinator } from './coordinator.js';
 import { BlobDownload, DEFAULT_DOWNLOAD_TIMING, type DownloadTiming } from './downloader.js';
-import { coordinatorFor } from './hrw.js';
+import { coordinatorFor, hrwRank } from './hrw.js';
+import { LeaseBoard } from './lease-board.js';
 import type { PeerClient } from '../peers/peer-client.js';
 import type { PeerTable } from '../peers/peer-table.js';
 
@@ -19,6 +20,8 @@ export interface SwarmStats {
   /** A verified chunk of `bytes` was stored; it came from `source` (peer id when from a peer). */
   stored(source: 'origin' | 'peer', bytes: number, peerId?: string): void;
   verifyFailure(source: 'origin' | 'peer'): void;
+  /** A coordinator proved unreliable for a blob and was skipped. */
+  distrusted(): void;
 }
 
 /** The settings a download reads (a live view of the daemon's config). */
@@ -40,11 +43,15 @@ export interface SwarmContext {
   /** Chunk buffers shared by every download of this daemon. */
   buffers: BufferPool;
   coordinatorFor(blob: string): string | undefined;
+  /** Members in HRW order for a blob (us included): the coordinator first, then its successors. */
+  rankFor(blob: string): string[];
+  /** The origin leases this daemon holds now, shown in its have-maps. */
+  board: LeaseBoard;
   /** Whether the origin may be used now (origin windows). */
   originAllowed(): boolean;
 }
 
-export interface SwarmDeps extends Omit<SwarmContext, 'coordinator' | 'coordinatorFor' | 'buffers' | 'clock' | 'timing' | 'store' | 'table'> {
+export interface SwarmDeps extends Omit<SwarmContext, 'coordinator' | 'coordinatorFor' | 'rankFor' | 'board' | 'buffers' | 'clock' | 'timing' | 'store' | 'table'> {
   store: BlobStore;
   table: PeerTable;
   clock?: Clock;
@@ -56,6 +63,7 @@ export class Swarm {
   private downloads = new Map<string, BlobDownload>();
   readonly ctx: SwarmContext;
   readonly store: BlobStore;
+  readonly board = new LeaseBoard();
 
   constructor(base: SwarmDeps) {
     const clock = base.clock ?? systemClock;
@@ -70,6 +78,8 @@ export class Swarm {
     this.ctx = {
       ...base, clock, timing: { ...DEFAULT_DOWNLOAD_TIMING, ...base.timing }, coordinator: this.coordinator, buffers,
       coordinatorFor: (blob) => coordinatorFor(blob, base.table.memberIds()),
+      rankFor: (blob) => hrwRank(blob, base.table.memberIds()),
+      board: this.board,
     };
     base.table.on('leave', (p) => { this.coordinator.memberLeft(); this.coordinator.dropHolder(p.id); });
     base.table.on('ban', (p) => this.coordinator.dropHolder(p.id));

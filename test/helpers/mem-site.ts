@@ -11,6 +11,7 @@ import { BlobStore } from '../../daemon/store/blob-store.js';
 import { BufferPool } from '../../daemon/store/buffer-pool.js';
 import type { Blob, BlobLayout } from '../../daemon/store/blob.js';
 import { LeaseCoordinator } from '../../daemon/swarm/coordinator.js';
+import { LeaseBoard } from '../../daemon/swarm/lease-board.js';
 import { BlobDownload, DEFAULT_DOWNLOAD_TIMING } from '../../daemon/swarm/downloader.js';
 import type { SwarmContext } from '../../daemon/swarm/swarm.js';
 import type { Peer } from '../../daemon/peers/peer-table.js';
@@ -30,6 +31,10 @@ export interface MemPeer {
   coordinator?: LeaseCoordinator;
   /** Lease requests fail (a coordinator that went away). */
   leaseFails?: boolean;
+  /** Answers lease requests itself (a lying coordinator). */
+  answer?: (req: LeaseRequest) => LeaseResponse | Promise<LeaseResponse>;
+  /** Chunks it shows as leased from the origin in its have-map. */
+  leasing?: Set<number>;
   ranges: number;
   seq: number;
   changed: EventEmitter;
@@ -44,8 +49,12 @@ export class MemSite {
   /** Ids in coordinator order (first = coordinator); selfId unless told otherwise. */
   coordinatorOrder: string[] = [];
   originBytes = 0;
+  /** The origin refuses every request. */
+  originDown = false;
   originRequests: Array<[number, number]> = [];
   verifyFailures = 0;
+  distrusted = 0;
+  readonly board = new LeaseBoard();
   readonly own: LeaseCoordinator;
 
   private constructor(readonly selfId: string, readonly data: Buffer, readonly layout: BlobLayout, readonly store: BlobStore) {
@@ -117,10 +126,13 @@ export class MemSite {
             });
             signal?.throwIfAborted();
           }
-          if (!p.have.some(Boolean)) return undefined;
-          const bitmap = Buffer.alloc(Math.ceil(chunks / 8));
-          for (let i = 0; i < chunks; i++) if (p.have[i]) bitmap[i >> 3]! |= 0x80 >> (i & 7);
-          return { seq: p.seq, chunks, complete: p.have.every(Boolean), bitmap };
+          const pack = (on: (i: number) => boolean) => {
+            const b = Buffer.alloc(Math.ceil(chunks / 8));
+            for (let i = 0; i < chunks; i++) if (on(i)) b[i >> 3]! |= 0x80 >> (i & 7);
+            return b;
+          };
+          const leasing = p.leasing?.size ? { leasing: pack((i) => p.leasing!.has(i)) } : {};
+          return { seq: p.seq, chunks, complete: p.have.every(Boolean), bitmap: pack((i) => !!p.have[i]), ...leasing };
         },
         range: async (peer, _blob, start, end, into) => {
           const p = peerOf(peer);
@@ -132,6 +144,7 @@ export class MemSite {
         },
         lease: async (peer, req: LeaseRequest): Promise<LeaseResponse> => {
           const p = peerOf(peer);
+          if (p.answer) return p.answer(req);
           if (p.leaseFails || !p.coordinator) throw new ShoalError('peer-refused', `${p.id}: lease request refused`);
           return p.coordinator.handle(req, req.chunks);
         },
@@ -139,6 +152,7 @@ export class MemSite {
       origin: {
         fetchRange: async (_url, start, end, onData) => {
           this.originRequests.push([start, end]);
+          if (this.originDown) throw new ShoalError('origin-error', 'origin down');
           for (let pos = start; pos <= end; pos += 64 << 10) {
             const piece = this.data.subarray(pos, Math.min(end + 1, pos + (64 << 10)));
             this.originBytes += piece.length;
@@ -147,9 +161,11 @@ export class MemSite {
         },
       },
       coordinator: this.own,
-      stats: { stored: () => {}, verifyFailure: () => { this.verifyFailures++; } },
+      stats: { stored: () => {}, verifyFailure: () => { this.verifyFailures++; }, distrusted: () => { this.distrusted++; } },
       buffers: new BufferPool(8),
       coordinatorFor: () => this.coordinatorOrder[0],
+      rankFor: () => this.coordinatorOrder.filter((id) => id === this.selfId || this.peers.has(id)),
+      board: this.board,
       originAllowed: () => true,
     };
   }
