@@ -43,6 +43,12 @@ export async function benchSite(): Promise<void> {
     await Promise.all(daemons.map(async (d) => d.client.waitFetch((await d.client.createFetch({ manifestUrl: rel.manifestUrl })).id, { intervalMs: 50 })));
     const shoalMs = performance.now() - t0;
     const shoalOrigin = origin.bytes(rel.rel);
+    // What went wrong along the way, if anything: the daemons' warnings, counted by message.
+    const warnings = new Map<string, number>();
+    for (const d of daemons) for (const l of d.logs) {
+      const m = /"level":"warn","msg":"([^"]*)"(?:.*"reason":"([^"]{0,60}))?/.exec(l);
+      if (m) warnings.set(`${m[1]}${m[2] ? `: ${m[2]}` : ''}`, (warnings.get(`${m[1]}${m[2] ? `: ${m[2]}` : ''}`) ?? 0) + 1);
+    }
 
     origin.bytesByPath.clear();
     const t1 = performance.now();
@@ -58,6 +64,7 @@ export async function benchSite(): Promise<void> {
     console.log(`  shoal (${N} daemons)       ${fmt(shoalOrigin / SIZE).padStart(8)}              ${fmt(shoalMs / ideal).padStart(8)}   (${fmt(shoalMs / 1000)} s; targets 1.00 and ≤ 1.30)`);
     console.log(`  ${N} direct downloads     ${fmt(directOrigin / SIZE).padStart(8)}              ${fmt(directMs / ideal).padStart(8)}   (${fmt(directMs / 1000)} s)`);
     console.log(`  time to discover all peers after start-up: ${fmt(discoveryMs / 1000)} s (target ≤ 2 s)`);
+    if (warnings.size) console.log(`  daemon warnings during the shoal run: ${[...warnings].map(([k, v]) => `${k} ×${v}`).join('; ')}`);
   } finally {
     await Promise.all(daemons.map(async (d) => { await d.client.close(); await d.kill('SIGKILL'); }));
     await origin.stop();

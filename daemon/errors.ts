@@ -21,6 +21,7 @@ export const DAEMON_ERRORS = defineErrors({
   'peer-stall': { summary: 'a peer stopped sending or sent too slowly', http: 504, exit: EXIT.failed },
   'peer-refused': { summary: 'a peer could not be reached or refused the request', http: 502, exit: EXIT.failed },
   'peer-lacks': { summary: 'a peer no longer holds what it was asked for', http: 502, exit: EXIT.failed },
+  'peer-busy': { summary: 'a peer has no free upload slot now', http: 503, exit: EXIT.failed },
 });
 
 declare module '../manifests/errors.js' {
@@ -28,12 +29,17 @@ declare module '../manifests/errors.js' {
 }
 
 /** How a download treats a peer whose request failed with this error. */
-export function peerVerdict(e: unknown): 'ban' | 'down' | 'fatal' | 'ignore' {
+export function peerVerdict(e: unknown): 'ban' | 'down' | 'fatal' | 'ignore' | 'backoff' {
   if (!isShoalError(e)) return 'down'; // a connection error: the peer may be restarting
-  const verdicts: Partial<Record<ErrorCode, 'ban' | 'fatal' | 'ignore'>> = {
+  const verdicts: Partial<Record<ErrorCode, 'ban' | 'fatal' | 'ignore' | 'backoff'>> = {
     // A holder that dropped a chunk (scrub, eviction) says so with 416: not a fault.
     'peer-lacks': 'ignore',
-    'chunk-mismatch': 'ban', 'peer-wrong-length': 'ban', 'peer-protocol': 'ban', 'peer-stall': 'ban',
+    // An honest holder at its upload limit says so: ask another, or later.
+    'peer-busy': 'backoff',
+    // A stall is cut and the chunk asked of another holder; a loaded machine stalls now and
+    // then, so only repeated stalls ban (the downloader counts them).
+    'peer-stall': 'backoff',
+    'chunk-mismatch': 'ban', 'peer-wrong-length': 'ban', 'peer-protocol': 'ban',
     'no-space': 'fatal', 'permission-denied': 'fatal', io: 'fatal',
   };
   return verdicts[e.code] ?? 'down';

@@ -66,3 +66,10 @@ test('chunks no usable peer holds are left for the origin', (t) => {
   t.is(p.unheld.length, N - 3);
   t.false(p.unheld.includes(5));
 });
+
+test('a busy holder\'s chunks are neither asked of it nor left for the origin', (t) => {
+  const have = new Map([['busy', new Uint8Array([1, 1, 1])], ['free', new Uint8Array([0, 0, 1])]]);
+  const plan = planChunks({ chunkCount: 3, skip: () => false, have, partial: new Set(), load: new Map(), concurrency: 4, busy: new Set(['busy']) });
+  t.deepEqual(plan.fromPeers, [{ chunk: 2, peer: 'free' }]);
+  t.deepEqual(plan.unheld, [], 'chunks 0 and 1 wait for the busy holder');
+});

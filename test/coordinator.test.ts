@@ -66,7 +66,7 @@ test('a holder that asks again for a chunk it reported done (it dropped it since
 test('after a member leaves, a coordinator new to a blob hears renewals before granting', async (t) => {
   const clock = new FakeClock();
   const c = coordinator(10_000, () => true, clock);
-  c.memberLeft();
+  c.memberLeft('gone00000001');
   const early = c.handle({ blob, peer: 'b00000000000', chunks: 4, want: [0, 1], max: 2 }, 4);
   t.deepEqual(early.granted, []);
   t.true((early.retryMs ?? 0) > 0);
@@ -75,4 +75,19 @@ test('after a member leaves, a coordinator new to a blob hears renewals before g
   t.deepEqual(c.handle({ blob, peer: 'b00000000000', chunks: 4, want: [0], max: 2 }, 4).held, { 0: 'a00000000000' });
   await clock.advance(10_001);
   t.deepEqual(c.handle({ blob, peer: 'b00000000000', chunks: 4, want: [1], max: 2 }, 4).granted, [1], 'after the grace period it grants');
+});
+
+test('churn among members that did not coordinate a blob does not hold its grants back', async (t) => {
+  const clock = new FakeClock();
+  const other = 'cd'.repeat(32);
+  const c = new LeaseCoordinator({ selfId: 'self00000000', ttlMs: 10_000, clock, isLive: () => true, ranksFirst: () => true, wasCoordinator: (b, id) => b === blob && id === 'coord0000001' });
+  c.memberLeft('bystander001');
+  t.deepEqual(c.handle({ blob: other, peer: 'a00000000000', chunks: 4, want: [0], max: 1 }, 4).granted, [0], 'a bystander left: no grace');
+  c.memberLeft('coord0000001');
+  const r = c.handle({ blob, peer: 'a00000000000', chunks: 4, want: [0], max: 1 }, 4);
+  t.deepEqual(r.granted, [], 'its coordinator left: grace, to hear the leaseholders first');
+  t.true((r.retryMs ?? 0) > 0);
+  t.deepEqual(c.handle({ blob: 'ef'.repeat(32), peer: 'a00000000000', chunks: 4, want: [0], max: 1 }, 4).granted, [0], 'other blobs are not held back');
+  await clock.advance(10_001);
+  t.deepEqual(c.handle({ blob, peer: 'a00000000000', chunks: 4, want: [0], max: 1 }, 4).granted, [0]);
 });

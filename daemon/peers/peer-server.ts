@@ -36,6 +36,8 @@ export interface PeerServerDeps {
 const MAX_WAIT_MS = 20_000;
 const SEND_BUFFER = 1 << 20;
 const THROTTLED_SLICE = 32 * 1024;
+/** How long a range request waits for a free send buffer before it is answered 503. */
+const BUSY_WAIT_MS = 250;
 
 export function createPeerServer(d: PeerServerDeps): http.Server {
   const server = http.createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 60_000, headersTimeout: 10_000, keepAliveTimeout: 15_000 }, (req, res) => {
@@ -125,9 +127,20 @@ async function blobRange(d: PeerServerDeps, id: string, req: IncomingMessage, re
   }
   const headers: http.OutgoingHttpHeaders = { 'content-type': 'application/octet-stream', 'content-length': end - start + 1, 'accept-ranges': 'bytes' };
   if (header !== undefined) headers['content-range'] = `bytes ${start}-${end}/${blob.size}`;
+  if (req.method === 'HEAD' || blob.size === 0) {
+    res.writeHead(header !== undefined ? 206 : 200, headers);
+    return void res.end();
+  }
+  // Every send buffer taken: say so at once instead of sending a head and then nothing,
+  // which the asker would take for a stall (and ban us for). It asks another holder.
+  let lease;
+  try {
+    lease = await d.buffers.acquire(Math.min(SEND_BUFFER, end - start + 1), AbortSignal.timeout(BUSY_WAIT_MS));
+  } catch {
+    res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1' });
+    return void res.end(JSON.stringify({ error: { code: 'peer-busy', message: 'every upload slot is taken' } }));
+  }
   res.writeHead(header !== undefined ? 206 : 200, headers);
-  if (req.method === 'HEAD' || blob.size === 0) return void res.end();
-  const lease = await d.buffers.acquire(Math.min(SEND_BUFFER, end - start + 1));
   const closed = new Promise<never>((_, reject) => res.once('close', () => reject(new Error('peer went away'))));
   closed.catch(() => {});
   try {

@@ -25,13 +25,22 @@ export interface Peer {
 
 interface AddressEntry {
   url: string;
+  host: string;
   source: 'static' | 'mdns';
-  /** The peer id last seen at this address. */
+  /** The peer id last seen at this address: set once it answered (confirmed). */
   id?: string;
   /** For discovered addresses: the id the advertisement claimed (info must match) and when it lapses. */
   expectId?: string;
+  /** When the advertised record lapses… */
   expiresAt?: number;
+  /** …or, while it never answered, at the latest this. */
+  unconfirmedUntil?: number;
+  addedAt: number;
 }
+
+/** Discovered addresses that never answered: kept apart, few, and briefly, so a flood of fake records cannot crowd out real peers. */
+const MAX_UNCONFIRMED = 64;
+const UNCONFIRMED_TTL_MS = 30_000;
 
 export class PeerTable extends EventEmitter {
   private byId = new Map<string, Peer>();
@@ -52,18 +61,55 @@ export class PeerTable extends EventEmitter {
     this.banMs = opts.banMs ?? 60_000;
   }
 
-  /** Adds (or refreshes) an address to probe. Returns false when the table is full. */
+  /**
+   * Adds (or refreshes) an address to probe. A discovered address counts as
+   * unconfirmed until it answers: those are capped apart (the oldest goes
+   * first) and lapse within UNCONFIRMED_TTL_MS. Returns false when full.
+   */
   addAddress(host: string, port: number, source: 'static' | 'mdns' = 'static', opts: { expectId?: string; expiresAt?: number } = {}): boolean {
     const h = host.includes(':') ? `[${host}]` : host;
     const address = `${h}:${port}`;
+    const now = Date.now();
     const known = this.addresses.get(address);
     if (known) {
       if (source === 'mdns' && known.source === 'mdns') Object.assign(known, opts);
       return true;
     }
+    if (source === 'mdns') {
+      const unconfirmed = [...this.addresses].filter(([, a]) => a.source === 'mdns' && !a.id);
+      if (unconfirmed.length >= MAX_UNCONFIRMED) {
+        const oldest = unconfirmed.reduce((x, y) => (y[1].addedAt < x[1].addedAt ? y : x));
+        this.addresses.delete(oldest[0]);
+      }
+    }
     if (this.addresses.size >= this.maxPeers * 2) return false;
-    this.addresses.set(address, { url: `http://${address}`, source, ...opts });
+    this.addresses.set(address, { url: `http://${address}`, host, source, addedAt: now, ...(source === 'mdns' ? { unconfirmedUntil: now + UNCONFIRMED_TTL_MS } : {}), ...opts });
     return true;
+  }
+
+  /**
+   * An mDNS goodbye for `id` arrived from `from`. Anyone on the LAN can send
+   * one, so it counts only from the address the peer is known at, and even
+   * then the peer is probed before it is forgotten: one that still answers stays.
+   */
+  async goodbye(id: string, from: string): Promise<'forgotten' | 'alive' | 'ignored'> {
+    const p = this.byId.get(id);
+    const entries = [...this.addresses].filter(([, a]) => a.source === 'mdns' && (a.expectId === id || a.id === id));
+    if (!p) {
+      for (const [addr, a] of entries) if (a.host === from) this.addresses.delete(addr);
+      return entries.some(([, a]) => a.host === from) ? 'forgotten' : 'ignored';
+    }
+    const knownAt = p.address.slice(0, p.address.lastIndexOf(':')).replace(/^\[|\]$/g, '');
+    if (knownAt !== from || !entries.some(([, a]) => a.host === from)) {
+      this.log('debug', 'ignoring an mDNS goodbye from another address', { peer: id, from });
+      return 'ignored';
+    }
+    try {
+      const info = await this.client.info({ url: p.url }, 1000);
+      if (info.peerId === id) return 'alive';
+    } catch { /* gone */ }
+    this.forgetMdns(id, 'mDNS goodbye');
+    return 'forgotten';
   }
 
   /** Whether a discovered peer is already known at that address (refreshes do not count against rate limits). */
@@ -97,7 +143,7 @@ export class PeerTable extends EventEmitter {
     this.probing = true;
     const now = Date.now();
     for (const [addr, a] of this.addresses) {
-      if (a.source === 'mdns' && a.expiresAt !== undefined && a.expiresAt < now) {
+      if (a.source === 'mdns' && ((a.expiresAt !== undefined && a.expiresAt < now) || (!a.id && a.unconfirmedUntil !== undefined && a.unconfirmedUntil < now))) {
         this.addresses.delete(addr);
         if (a.expectId) this.markDown(a.expectId, 'mDNS record expired', false);
       }

@@ -176,6 +176,7 @@ class Conn {
   private accept(h: Head, j: Job): void {
     const { start, end } = j.get;
     if (h.status === 416) throw new ShoalError('peer-lacks', `${this.key}: the peer does not hold that range (HTTP 416)`);
+    if (h.status === 503) throw new ShoalError('peer-busy', `${this.key}: every upload slot of the peer is taken (HTTP 503)`);
     if (h.status !== 206) throw new ShoalError(h.status < 300 ? 'peer-protocol' : 'peer-refused', `${this.key}: HTTP ${h.status} for a range request`);
     const cr = h.headers.get('content-range') ?? '';
     const m = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(cr);

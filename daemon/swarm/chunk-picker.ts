@@ -14,6 +14,8 @@ export interface PickInput {
   partial: ReadonlySet<string>;
   /** Chunks in flight from each peer, by peer id. */
   load: ReadonlyMap<string, number>;
+  /** Holders that said they are at their upload limit: their chunks count as held, but they are not asked now. */
+  busy?: ReadonlySet<string>;
   /** Most chunks in flight from peers at once. */
   concurrency: number;
   random?: () => number;
@@ -58,7 +60,7 @@ export function planChunks(input: PickInput): ChunkPlan {
     for (const { chunk, holders } of wanted) {
       if (inflight >= c) break;
       if (taken.has(chunk)) continue;
-      const free = holders.filter((id) => (load.get(id) ?? 0) < perPeerMax);
+      const free = holders.filter((id) => (load.get(id) ?? 0) < perPeerMax && !input.busy?.has(id));
       if (!free.length) continue;
       const least = Math.min(...free.map((id) => load.get(id) ?? 0));
       const pick = free.filter((id) => (load.get(id) ?? 0) === least);

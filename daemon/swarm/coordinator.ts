@@ -16,6 +16,8 @@ export interface CoordinatorOptions {
   isLive: (peerId: string) => boolean;
   /** Whether we rank first for the blob in our own view of the members. */
   ranksFirst?: (blob: string) => boolean;
+  /** Whether `peerId`, which just left, ranked first for the blob (so we may be taking over). */
+  wasCoordinator?: (blob: string, peerId: string) => boolean;
 }
 
 interface Lease {
@@ -38,6 +40,9 @@ export class LeaseCoordinator {
   private clock: Clock;
   private isLive: (peerId: string) => boolean;
   private ranksFirst: (blob: string) => boolean;
+  private wasCoordinator: (blob: string, peerId: string) => boolean;
+  /** Members that left within the last TTL, and when that grace ends. */
+  private departed = new Map<string, number>();
 
   constructor(o: CoordinatorOptions) {
     this.selfId = o.selfId;
@@ -45,6 +50,7 @@ export class LeaseCoordinator {
     this.clock = o.clock;
     this.isLive = o.isLive;
     this.ranksFirst = o.ranksFirst ?? (() => true);
+    this.wasCoordinator = o.wasCoordinator ?? (() => true);
   }
 
   /**
@@ -52,8 +58,21 @@ export class LeaseCoordinator {
    * granting. One TTL covers a holder's renewal interval (TTL/3) even if its first
    * renewal still went to the dead coordinator.
    */
-  memberLeft() {
-    this.graceUntil = this.clock.now() + this.ttlMs;
+  memberLeft(peerId: string) {
+    const now = this.clock.now();
+    for (const [id, until] of this.departed) if (until <= now) this.departed.delete(id);
+    this.departed.set(peerId, now + this.ttlMs);
+  }
+
+  /**
+   * Until when a blob we have no state for only takes renewals: a member that
+   * left recently ranked first for it, so its leaseholders may now come to us.
+   * Churn among members that did not coordinate the blob costs it nothing.
+   */
+  private graceFor(blob: string, now: number): number {
+    let until = this.graceUntil;
+    for (const [id, end] of this.departed) if (end > now && end > until && this.wasCoordinator(blob, id)) until = end;
+    return until;
   }
 
   private stopping = false;
@@ -89,8 +108,9 @@ export class LeaseCoordinator {
     // New to this blob and either a member just left, or someone asks us although by our own
     // view another member ranks first: the requester saw that coordinator die before we did.
     // Either way we are taking over, so hear the leaseholders' renewals before granting.
-    if (!known && !this.ranksFirst(req.blob) && now >= this.graceUntil) this.graceUntil = now + this.ttlMs;
-    const inGrace = this.stopping || (!known && now < this.graceUntil);
+    let graceUntil = known ? 0 : this.graceFor(req.blob, now);
+    if (!known && !this.ranksFirst(req.blob) && now >= graceUntil) graceUntil = this.graceUntil = now + this.ttlMs;
+    const inGrace = this.stopping || (!known && now < graceUntil);
     const max = Math.max(0, Math.min(req.max ?? 8, 64));
     let grants = 0;
     let last = -2;
@@ -113,7 +133,7 @@ export class LeaseCoordinator {
       last = c;
       this.granted++;
     }
-    return { coordinator: this.selfId, granted, held, ...(inGrace ? { retryMs: this.graceUntil - now } : {}) };
+    return { coordinator: this.selfId, granted, held, ...(inGrace ? { retryMs: Math.max(50, graceUntil - now) } : {}) };
   }
 
   private stale(l: Lease, now: number) {

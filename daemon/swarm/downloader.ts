@@ -166,6 +166,10 @@ export class BlobDownload extends EventEmitter {
     this.wake();
   }
 
+  /** Peers that answered "busy" (503) or stalled, not asked again until then. */
+  private busyUntil = new Map<string, number>();
+  /** Stalls per peer in this download. */
+  private stalls = new Map<string, number>();
   /** Our origin leases in flight: chunk → the coordinator that granted it. */
   private originLeases = new Map<number, string>();
   /** Origin leases other members show in their have-maps: chunk → first seen, per peer. */
@@ -237,7 +241,10 @@ export class BlobDownload extends EventEmitter {
   private schedule() {
     if (this.draining) return;
     const usable = new Map(this.ctx.table.usable().map((p) => [p.id, p]));
+    const now = this.ctx.clock.now();
     const have = new Map([...this.peerHave].filter(([id]) => usable.has(id)));
+    // A busy holder still holds its chunks (they are not the origin's), it just takes no request now.
+    const busy = new Set([...this.busyUntil].filter(([, until]) => until > now).map(([id]) => id));
     const partial = new Set([...this.partial].filter((id) => usable.has(id)));
     const { fromPeers, unheld } = planChunks({
       chunkCount: this.blob.chunkCount,
@@ -245,12 +252,12 @@ export class BlobDownload extends EventEmitter {
       have,
       partial,
       load: this.perPeer,
+      busy,
       concurrency: this.ctx.config.chunkConcurrency,
     });
     for (const { chunk, peer } of fromPeers) void this.fetchFromPeer(chunk, usable.get(peer)!);
     // Hear every peer's have-map before leasing: otherwise the first plan sees every
     // chunk as unheld and pulls from the origin what a peer already holds.
-    const now = this.ctx.clock.now();
     const settled = [...usable.keys()].every((id) => this.heard.has(id)) || now - this.startedAt > this.ctx.timing.settleMs;
     const originOpen = this.override || this.ctx.originAllowed();
     this.waiting = unheld.length && !originOpen ? 'origin-window' : undefined;
@@ -380,10 +387,22 @@ export class BlobDownload extends EventEmitter {
       if ((await this.blob.writeChunk(i, lease.buf)) === 'stored') this.stored(i, lease.buf.length, 'peer', p.id);
     } catch (e) {
       if (this.abort.signal.aborted) return;
+      const verdict = peerVerdict(e);
+      if (verdict === 'backoff') {
+        // At its upload limit, or stalled: leave it alone a moment and ask another holder; a
+        // peer that stalls three times in one download is banned.
+        const now = this.ctx.clock.now();
+        this.busyUntil.set(p.id, now + (isShoalError(e, 'peer-stall') ? 4 : 1) * this.ctx.timing.leaseRetryMs);
+        if (isShoalError(e, 'peer-stall')) {
+          const n = (this.stalls.get(p.id) ?? 0) + 1;
+          this.stalls.set(p.id, n);
+          if (n >= 3) this.ctx.table.ban(p.id, this.ctx.config.banMs, `stalled ${n} times: ${(e as Error).message}`);
+        }
+        return;
+      }
       const bits = this.peerHave.get(p.id);
       if (bits) bits[i] = 0; // don't ask this peer for it again until it says so anew
       if (isShoalError(e, 'chunk-mismatch')) this.ctx.stats.verifyFailure('peer');
-      const verdict = peerVerdict(e);
       if (verdict === 'fatal') this.fatal = e as ShoalError;
       else if (verdict === 'ban') this.ctx.table.ban(p.id, this.ctx.config.banMs, `chunk ${i}: ${(e as Error).message}`);
       else if (verdict === 'down') this.ctx.table.markDown(p.id, (e as Error).message);

@@ -72,6 +72,7 @@ export class Swarm {
       selfId: base.selfId, ttlMs: base.config.leaseTtlMs, clock,
       isLive: (id) => id === base.selfId || !!base.table.get(id)?.healthy,
       ranksFirst: (blob) => coordinatorFor(blob, base.table.memberIds()) === base.selfId,
+      wasCoordinator: (blob, id) => coordinatorFor(blob, [...base.table.memberIds(), id]) === id,
     });
     // Peer fetches plus the chunk each origin run is filling.
     const buffers = new BufferPool(base.config.chunkConcurrency + base.config.originConcurrency);
@@ -81,7 +82,7 @@ export class Swarm {
       rankFor: (blob) => hrwRank(blob, base.table.memberIds()),
       board: this.board,
     };
-    base.table.on('leave', (p) => { this.coordinator.memberLeft(); this.coordinator.dropHolder(p.id); });
+    base.table.on('leave', (p) => { this.coordinator.memberLeft(p.id); this.coordinator.dropHolder(p.id); });
     base.table.on('ban', (p) => this.coordinator.dropHolder(p.id));
   }
 

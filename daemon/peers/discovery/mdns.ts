@@ -126,11 +126,13 @@ export class MdnsDiscovery {
       const id = fields.id;
       if (!id || !/^[A-Za-z0-9_-]{8,64}$/.test(id) || id === this.o.selfId) continue;
       const srvData = srv?.data as { port?: number; target?: string } | undefined;
+      // Another site, or another protocol (a goodbye without TXT is judged by its source alone).
+      if (txt && (fields.sf !== this.o.fingerprint || fields.v !== String(PROTOCOL_VERSION))) continue;
       if (goodbye) {
-        this.o.table.forgetMdns(id, 'mDNS goodbye');
+        void this.o.table.goodbye(id, from);
         continue;
       }
-      if (fields.sf !== this.o.fingerprint || fields.v !== String(PROTOCOL_VERSION)) continue; // another site, or another protocol
+      if (!txt) continue;
       if (!srvData?.port || !srvData.target) continue;
       const host = this.hosts.get(srvData.target);
       const ip = host && host.expires > now ? host.ip : undefined;
