@@ -20,6 +20,7 @@ import { OriginClient } from './origin/origin-client.js';
 import { PeerClient } from './peers/peer-client.js';
 import { createPeerServer, listen } from './peers/peer-server.js';
 import { PeerTable } from './peers/peer-table.js';
+import { Identity } from './peers/identity.js';
 import { SiteAuth } from './peers/site-auth.js';
 import { Jobs } from './schedule/jobs.js';
 import { inAnyWindow, parseWindow } from './schedule/windows.js';
@@ -70,7 +71,9 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
   const stateDir = config.stateDir ?? config.cacheDir;
   await fs.mkdir(stateDir, { recursive: true, mode: 0o750 });
   const state = await DaemonState.open(stateDir);
-  const selfId = state.peerId;
+  // The peer id is the key's (peers/identity.ts): proven to peers, not chosen.
+  const identity = await Identity.open(stateDir);
+  const selfId = identity.id;
   const life = new Lifecycle();
 
   // Read only at scrape time, when every component exists.
@@ -94,7 +97,7 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
 
   // With a site secret every peer request is signed and checked (docs/protocol.md); without one the site is open.
   const auth = config.siteSecret ? new SiteAuth(config.siteSecret, selfId) : undefined;
-  const client = new PeerClient({ requestTimeoutMs: config.requestTimeoutMs, minBytesPerSec: config.minPeerBytesPerSec, ...(auth ? { authHeaders: (m: string, p: string) => auth.headers(m, p) } : {}) });
+  const client = new PeerClient({ requestTimeoutMs: config.requestTimeoutMs, minBytesPerSec: config.minPeerBytesPerSec, identity, ...(auth ? { authHeaders: (m: string, p: string) => auth.headers(m, p) } : {}) });
   life.add({ name: 'peer client', stop: () => client.close() });
   const table = new PeerTable(selfId, config.siteId, client, log, { banMs: config.banMs, maxPeers: config.maxPeers });
   for (const sp of config.staticPeers) table.addAddress(sp.host, sp.port, 'static');
@@ -142,7 +145,7 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
 
   const uploadBucket = new TokenBucket(config.uploadMaxBytesPerSec);
   const peerServer = createPeerServer({
-    selfId, site: config.siteId, store, coordinator: swarm.coordinator, board: swarm.board, uploadBucket, log,
+    identity, site: config.siteId, store, coordinator: swarm.coordinator, board: swarm.board, uploadBucket, log,
     // 8 × 1 MiB send buffers: also the bound on concurrent uploads.
     buffers: new BufferPool(8),
     manifest: (id) => fetches.manifestBytes(id),

@@ -1,5 +1,6 @@
 /** Malicious peers, a faulty origin, and bad requests: bad bytes never stored, the daemon keeps serving. */
 import test from 'ava';
+import { Identity, PEER_HEADER } from '../daemon/peers/identity.js';
 import net from 'node:net';
 import path from 'node:path';
 import { FakePeer, type Misbehaviour } from './helpers/fake-peer.js';
@@ -88,6 +89,8 @@ test('bad requests to the peer server get 4xx and the daemon keeps serving', asy
   await d.client.waitFetch((await d.client.createFetch({ manifestUrl: rel.manifestUrl })).id);
   const b = `/v1/blobs/${rel.sha256}`;
   const get = (p: string, headers = '') => raw(d.peerHost, d.peerPort, `GET ${p} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n${headers}\r\n`);
+  const me = Identity.generate();
+  const postLease = (body: string, signed = true) => raw(d.peerHost, d.peerPort, `POST /v1/leases HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${signed ? `${PEER_HEADER}: ${me.requestHeader('POST', '/v1/leases', Buffer.from(body))}\r\n` : ''}connection: close\r\n\r\n${body}`);
   const cases: Array<[string, Promise<string>, number]> = [
     ['good range', get(b, 'range: bytes=0-99\r\n'), 206],
     ['malformed range', get(b, 'range: bytes=abc\r\n'), 400],
@@ -104,8 +107,10 @@ test('bad requests to the peer server get 4xx and the daemon keeps serving', asy
     ['unknown path', get('/admin'), 404],
     ['huge headers', get('/v1/info', `x-big: ${'a'.repeat(40_000)}\r\n`), 431],
     ['garbage', raw(d.peerHost, d.peerPort, 'NOT HTTP AT ALL\r\n\r\n'), 400],
-    ['lease garbage', raw(d.peerHost, d.peerPort, 'POST /v1/leases HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 5\r\nconnection: close\r\n\r\n{"a":'), 400],
-    ['lease bad shape', raw(d.peerHost, d.peerPort, `POST /v1/leases HTTP/1.1\r\nhost: x\r\ncontent-length: 40\r\nconnection: close\r\n\r\n${JSON.stringify({ blob: 'x', peer: 1, chunks: -1 }).padEnd(40)}`), 400],
+    ['lease garbage', postLease('{"a":'), 400],
+    ['lease bad shape', postLease(JSON.stringify({ blob: 'x', peer: 1, chunks: -1 })), 400],
+    ['lease without proof of who sends it', postLease(JSON.stringify({ blob: rel.sha256, peer: me.id, chunks: 3, want: [0] }), false), 401],
+    ['lease in another peer\'s name', postLease(JSON.stringify({ blob: rel.sha256, peer: 'someoneelse0', chunks: 3, want: [0] })), 401],
     ['lease too large', raw(d.peerHost, d.peerPort, 'POST /v1/leases HTTP/1.1\r\nhost: x\r\ncontent-length: 999999999\r\nconnection: close\r\n\r\n'), 413],
   ];
   for (const [name, resp, want] of cases) t.is(statusOf(await resp), want, name);

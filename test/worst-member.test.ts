@@ -6,7 +6,8 @@
  * bound, and the liar is recorded as unreliable.
  */
 import test from 'ava';
-import { randomBytes } from 'node:crypto';
+import { generateSigningKey } from '../manifests/keys.js';
+import { IDENTITY_FILE, peerIdOf } from '../daemon/peers/identity.js';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { FakeCoordinator, type CoordinatorLie } from './helpers/fake-coordinator.js';
@@ -21,27 +22,31 @@ const CHUNK = MiB;
 const RUN = 4; // leaseRunChunks: the double-grant bound is in runs
 const TTL = 1500;
 
-async function siteWithLiar(t: import('ava').ExecutionContext, lie: CoordinatorLie) {
+async function siteWithLiar(t: import('ava').ExecutionContext, lie: CoordinatorLie, opts: { claimFirstHonestId?: boolean } = {}) {
   const dir = await tmpDir(t);
   const { origin, rel } = await originWithRelease(t, dir, { size: SIZE, chunkSize: CHUNK, bytesPerSec: 24 * MiB });
-  // Honest ids chosen up front (a daemon keeps its id in state.json), so the liar can rank above them.
-  const ids = [0, 1, 2].map(() => randomBytes(9).toString('base64url'));
+  // Honest identities made up front (a daemon keeps its key in identity.key), so the liar can rank above them.
+  const keys = [0, 1, 2].map(() => generateSigningKey());
+  const ids = keys.map((k) => peerIdOf(k.publicKey.text));
   const fake = new FakeCoordinator(lie, { sha256: rel.sha256, chunks: SIZE / CHUNK }, ids);
+  if (opts.claimFirstHonestId) fake.claim = { peerId: ids[0]!, publicKey: keys[0]!.publicKey.text };
   const fakeAddr = await fake.start();
   t.teardown(() => fake.stop());
   const addrs = await peerAddresses(3);
   const daemons: RunningDaemon[] = [];
   t.teardown(() => Promise.all(daemons.map((d) => d.kill('SIGKILL'))));
-  for (const [i, id] of ids.entries()) {
+  for (const i of ids.keys()) {
     const ddir = path.join(dir, `d${i}`);
     await fs.mkdir(path.join(ddir, 'cache'), { recursive: true });
-    await fs.writeFile(path.join(ddir, 'cache', 'state.json'), JSON.stringify({ peerId: id, sequences: {}, channels: {} }));
+    await fs.writeFile(path.join(ddir, 'cache', IDENTITY_FILE), keys[i]!.privateKey.export({ format: 'pem', type: 'pkcs8' }) as string, { mode: 0o600 });
     daemons.push(await startShoald({ name: `d${i}`, dir: ddir, peer: addrs[i]!, staticPeers: [...addrs, fakeAddr], trustedKeys: rel.trusted, config: { leaseRunChunks: RUN, leaseTtlMs: TTL } }));
   }
-  await waitForPeers(daemons, 3);
+  // An impostor is never admitted: then each daemon sees only the other two.
+  await waitForPeers(daemons, opts.claimFirstHonestId ? 2 : 3);
   const jobs = await Promise.all(daemons.map((d) => d.client.createFetch({ manifestUrl: rel.manifestUrl })));
   const results = await Promise.all(daemons.map((d, i) => d.client.waitFetch(jobs[i]!.id)));
   const metrics = await Promise.all(daemons.map(async (d) => parseMetrics(await (await fetch(`${d.api}/metrics`)).text())));
+  for (const [i, d] of daemons.entries()) if (d.peerId !== ids[i]) throw new Error(`${d.name} runs as ${d.peerId}, not its key's ${ids[i]}`);
   return { origin, rel, fake, daemons, results, metrics };
 }
 
@@ -85,4 +90,18 @@ test.serial('a member whose have long-polls answer at once with nothing new does
     t.true(p?.banned, `${d.name} banned it`);
     t.regex(p?.banReason ?? '', /long-polls|coordinator/);
   }
+});
+
+test.serial('a host that claims an honest member\'s id (and public key) is never admitted; the honest member is not affected', async (t) => {
+  const { origin, rel, daemons, results } = await siteWithLiar(t, 'grants-everyone', { claimFirstHonestId: true });
+  for (const r of results) t.is(r.state, 'done');
+  t.is(origin.bytes(rel.rel), SIZE, 'a clean site: the origin once');
+  for (const d of daemons.slice(1)) {
+    const peers = await d.client.peers();
+    const victim = peers.find((p) => p.id === daemons[0]!.peerId);
+    t.true(victim?.healthy && !victim.banned, `${d.name} still uses the real ${daemons[0]!.peerId}`);
+    t.is(victim?.address, daemons[0]!.peer, 'at its own address');
+    t.is(peers.length, 2, 'the impostor never became a member');
+  }
+  t.is(results.reduce((n, r) => n + r.bytes.peer + r.bytes.origin, 0), 3 * SIZE);
 });

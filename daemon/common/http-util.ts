@@ -15,8 +15,8 @@ export function sendError(res: ServerResponse, e: unknown) {
   sendJson(res, err.http, { error: { code: err.code, message: err.message } });
 }
 
-/** Reads a JSON request body of at most maxBytes. */
-export async function readJsonBody(req: IncomingMessage, maxBytes: number): Promise<unknown> {
+/** Reads a request body of at most maxBytes. */
+export async function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > maxBytes) throw new ShoalError('too-large', `request body larger than ${maxBytes} bytes`);
   const parts: Buffer[] = [];
@@ -26,11 +26,20 @@ export async function readJsonBody(req: IncomingMessage, maxBytes: number): Prom
     if (n > maxBytes) throw new ShoalError('too-large', `request body larger than ${maxBytes} bytes`);
     parts.push(b);
   }
+  return Buffer.concat(parts);
+}
+
+export function parseJsonBody(body: Buffer): unknown {
   try {
-    return JSON.parse(Buffer.concat(parts).toString('utf8')) as unknown;
+    return JSON.parse(body.toString('utf8')) as unknown;
   } catch {
     throw new ShoalError('bad-request', 'request body is not JSON');
   }
+}
+
+/** Reads a JSON request body of at most maxBytes. */
+export async function readJsonBody(req: IncomingMessage, maxBytes: number): Promise<unknown> {
+  return parseJsonBody(await readBody(req, maxBytes));
 }
 
 /** Parses a single `bytes=a-b` / `bytes=a-` / `bytes=-n` range against a size; undefined = malformed. */

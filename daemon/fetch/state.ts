@@ -1,14 +1,13 @@
 /**
- * Small durable daemon state in cacheDir: the peer id (made once) and the
- * highest accepted sequence per artifact name and per channel (rollback guard).
+ * Small durable daemon state in cacheDir: the highest accepted sequence per
+ * artifact name and per channel (rollback guard). The peer id is the
+ * identity key's (peers/identity.ts).
  */
-import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { writeFileAtomic } from '../../manifests/atomic-file.js';
 
 interface StateFile {
-  peerId: string;
   sequences: Record<string, number>;
   channels: Record<string, number>;
 }
@@ -20,20 +19,14 @@ export class DaemonState {
     const file = path.join(dir, 'state.json');
     let data: StateFile | undefined;
     try {
-      const parsed = JSON.parse(await fs.readFile(file, 'utf8')) as Partial<StateFile>;
-      if (typeof parsed.peerId === 'string' && /^[A-Za-z0-9_-]{8,64}$/.test(parsed.peerId)) {
-        data = { peerId: parsed.peerId, sequences: parsed.sequences ?? {}, channels: parsed.channels ?? {} };
-      }
+      const parsed = JSON.parse(await fs.readFile(file, 'utf8')) as Partial<StateFile> | null;
+      if (parsed && typeof parsed === 'object') data = { sequences: parsed.sequences ?? {}, channels: parsed.channels ?? {} };
     } catch {
       /* first start, or unreadable: start afresh */
     }
-    const s = new DaemonState(file, data ?? { peerId: randomBytes(12).toString('base64url'), sequences: {}, channels: {} });
+    const s = new DaemonState(file, data ?? { sequences: {}, channels: {} });
     if (!data) await s.save();
     return s;
-  }
-
-  get peerId() {
-    return this.data.peerId;
   }
 
   lastSequence(name: string): number | undefined {

@@ -6,6 +6,8 @@
 import { Agent } from 'undici';
 import { ShoalError } from '../errors.js';
 import { discard } from '../common/http-util.js';
+import { randomBytes } from 'node:crypto';
+import { PEER_HEADER, verifyInfoProof, type Identity } from './identity.js';
 import { RangeReader } from './range-reader.js';
 import { MAX_JSON_BYTES as MAX_JSON, parseHave, parseInfo, parseLeaseResponse, paths, type HaveMap, type LeaseRequest, type LeaseResponse, type PeerInfo } from './wire.js';
 
@@ -18,7 +20,7 @@ export interface PeerAddress {
 export class PeerClient {
   private agent: Agent;
   private ranges: RangeReader;
-  constructor(private opts: { requestTimeoutMs: number; minBytesPerSec: number; authHeaders?: (method: string, path: string) => Record<string, string> }) {
+  constructor(private opts: { requestTimeoutMs: number; minBytesPerSec: number; identity?: Identity; authHeaders?: (method: string, path: string) => Record<string, string> }) {
     this.agent = new Agent({ connections: 16, headersTimeout: opts.requestTimeoutMs, bodyTimeout: opts.requestTimeoutMs, connect: { timeout: 3000 }, keepAliveTimeout: 10_000 });
     this.ranges = new RangeReader({ connectTimeoutMs: 3000, headersTimeoutMs: opts.requestTimeoutMs, idleMs: 10_000 });
   }
@@ -29,10 +31,13 @@ export class PeerClient {
 
   private async json<T>(peer: PeerAddress, method: 'GET' | 'POST', path: string, body?: unknown, opts: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<{ status: number; data: T | undefined }> {
     const signal = anySignal(opts.signal, AbortSignal.timeout(opts.timeoutMs ?? this.opts.requestTimeoutMs));
+    const bytes = body ? Buffer.from(JSON.stringify(body)) : undefined;
+    // Requests with a body (leases) prove who sends them: the coordinator takes the requester from the proof.
+    const proof: Record<string, string> = bytes && this.opts.identity ? { [PEER_HEADER]: this.opts.identity.requestHeader(method, path, bytes) } : {};
     const res = await this.agent.request({
       origin: peer.url, path, method, signal,
-      headers: this.headers(method, path, body ? { 'content-type': 'application/json' } : {}),
-      body: body ? JSON.stringify(body) : undefined,
+      headers: this.headers(method, path, bytes ? { 'content-type': 'application/json', ...proof } : {}),
+      body: bytes,
     });
     const parts: Buffer[] = [];
     let n = 0;
@@ -50,9 +55,11 @@ export class PeerClient {
   }
 
   async info(peer: PeerAddress, timeoutMs = 3000): Promise<PeerInfo> {
-    const { status, data } = await this.json<unknown>(peer, 'GET', paths.info, undefined, { timeoutMs });
+    const challenge = randomBytes(18).toString('base64url');
+    const { status, data } = await this.json<unknown>(peer, 'GET', paths.info(challenge), undefined, { timeoutMs });
     const info = status === 200 ? parseInfo(data) : undefined;
     if (!info) throw new ShoalError(status === 200 ? 'peer-protocol' : 'peer-refused', `${peer.url}: bad /v1/info answer (HTTP ${status})`);
+    if (!verifyInfoProof(info, challenge, info.site)) throw new ShoalError('peer-protocol', `${peer.url}: its /v1/info does not prove that it holds the key of ${info.peerId}`);
     return info;
   }
 

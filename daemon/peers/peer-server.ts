@@ -7,17 +7,19 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ShoalError } from '../errors.js';
-import { parseRange, readJsonBody, sendError, sendJson } from '../common/http-util.js';
+import { parseJsonBody, parseRange, readBody, sendError, sendJson } from '../common/http-util.js';
+import { PEER_HEADER, type Identity } from './identity.js';
 import type { TokenBucket } from '../common/limits.js';
 import type { Logger } from '../common/log.js';
 import type { BlobStore } from '../store/blob-store.js';
 import type { LeaseCoordinator } from '../swarm/coordinator.js';
 import type { LeaseBoard } from '../swarm/lease-board.js';
 import type { BufferPool } from '../store/buffer-pool.js';
-import { CAPABILITIES, HEX64, MAX_JSON_BYTES, PROTOCOL_VERSION, SOFTWARE, parseLeaseRequest, type HaveBody, type PeerInfo } from './wire.js';
+import { CAPABILITIES, CHALLENGE_RE, HEX64, MAX_JSON_BYTES, PROTOCOL_VERSION, SOFTWARE, parseLeaseRequest, type HaveBody, type PeerInfo } from './wire.js';
 
 export interface PeerServerDeps {
-  selfId: string;
+  /** Our key pair: proves /v1/info answers, checks who sends lease requests. */
+  identity: Identity;
   site: string;
   store: BlobStore;
   coordinator: LeaseCoordinator;
@@ -62,7 +64,12 @@ async function handle(d: PeerServerDeps, req: IncomingMessage, res: ServerRespon
   const [, what, id, ...rest] = parts;
   if (rest.length) throw new ShoalError('not-found', 'unknown path');
   if (req.method === 'GET' && what === 'info' && !id) {
-    const info: PeerInfo = { peerId: d.selfId, site: d.site, software: SOFTWARE, protocol: PROTOCOL_VERSION, capabilities: [...CAPABILITIES] };
+    const challenge = url.searchParams.get('challenge');
+    if (challenge !== null && !CHALLENGE_RE.test(challenge)) throw new ShoalError('bad-request', 'challenge must be 16 to 64 base64url characters');
+    const info: PeerInfo = {
+      peerId: d.identity.id, site: d.site, software: SOFTWARE, protocol: PROTOCOL_VERSION, capabilities: [...CAPABILITIES], publicKey: d.identity.publicKey,
+      ...(challenge ? { proof: d.identity.infoProof(challenge, d.site) } : {}),
+    };
     return sendJson(res, 200, info);
   }
   if (req.method === 'GET' && what === 'manifests' && id) {
@@ -165,9 +172,17 @@ async function blobRange(d: PeerServerDeps, id: string, req: IncomingMessage, re
 }
 
 async function lease(d: PeerServerDeps, req: IncomingMessage, res: ServerResponse) {
-  const body = parseLeaseRequest(await readJsonBody(req, MAX_JSON_BYTES));
+  const raw = await readBody(req, MAX_JSON_BYTES);
+  // The requester is whoever proves it: a lease request can neither be sent nor altered in another's name.
+  const requester = d.identity.verifyRequest(headerValue(req.headers[PEER_HEADER]), req.method ?? 'POST', req.url ?? '/', raw);
+  const body = parseLeaseRequest(parseJsonBody(raw));
   if (!body) throw new ShoalError('bad-request', 'lease request must be {blob, peer, chunks, want?, max?, renew?, release?, done?}');
+  if (body.peer !== requester) throw new ShoalError('unauthorized', `the lease request names ${body.peer} but is signed by ${requester}`);
   sendJson(res, 200, d.coordinator.handle(body, body.chunks));
+}
+
+function headerValue(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? undefined : v;
 }
 
 export function listen(server: http.Server, host: string, port: number): Promise<number> {

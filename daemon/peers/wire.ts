@@ -18,7 +18,7 @@ export const MAX_LEASE_LIST = 4096;
 export const MAX_CHUNKS = 1 << 20;
 
 export const paths = {
-  info: '/v1/info',
+  info: (challenge: string) => `/v1/info?challenge=${challenge}`,
   manifest: (id: string) => `/v1/manifests/${id}`,
   have: (blob: string, wait?: number) => `/v1/have/${blob}${wait !== undefined ? `?wait=${wait}` : ''}`,
   blob: (blob: string) => `/v1/blobs/${blob}`,
@@ -27,12 +27,19 @@ export const paths = {
 
 /** GET /v1/info */
 export interface PeerInfo {
+  /** Derived from publicKey (peers/identity.ts): an id cannot be chosen, only a key generated. */
   peerId: string;
   site: string;
   software: string;
   protocol: number;
   capabilities: string[];
+  /** `ed25519:…` */
+  publicKey?: string;
+  /** Signature over the asker's challenge: the answerer holds the key. */
+  proof?: string;
 }
+
+export const CHALLENGE_RE = /^[A-Za-z0-9_-]{16,64}$/;
 
 /** GET /v1/have/{blob}: the JSON body. */
 export interface HaveBody {
@@ -84,7 +91,10 @@ export interface ErrorBody {
 export function parseInfo(v: unknown): PeerInfo | undefined {
   const d = v as Partial<PeerInfo> | null;
   if (!d || typeof d !== 'object' || typeof d.peerId !== 'string' || !PEER_ID_RE.test(d.peerId) || typeof d.site !== 'string') return undefined;
-  return { peerId: d.peerId, site: d.site, software: String(d.software), protocol: Number(d.protocol), capabilities: Array.isArray(d.capabilities) ? d.capabilities.map(String) : [] };
+  return {
+    peerId: d.peerId, site: d.site, software: String(d.software), protocol: Number(d.protocol), capabilities: Array.isArray(d.capabilities) ? d.capabilities.map(String) : [],
+    ...(typeof d.publicKey === 'string' ? { publicKey: d.publicKey } : {}), ...(typeof d.proof === 'string' ? { proof: d.proof } : {}),
+  };
 }
 
 export function parseHave(v: unknown, chunks: number): HaveMap | undefined {

@@ -5,7 +5,8 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { randomBytes } from 'node:crypto';
+import { Identity } from '../../daemon/peers/identity.js';
+import { infoAnswer } from './fake-peer.js';
 import { hrwRank } from '../../daemon/swarm/hrw.js';
 import type { LeaseRequest } from '../../daemon/peers/wire.js';
 
@@ -13,16 +14,21 @@ export type CoordinatorLie = 'never-grants' | 'names-itself' | 'grants-everyone'
 
 export class FakeCoordinator {
   readonly id: string;
+  readonly identity: Identity;
   leaseRequests = 0;
   havePolls = 0;
   private server: http.Server;
   port = 0;
+  /** Answer /v1/info as someone else: their id and public key, signed with our own key. */
+  claim: { peerId: string; publicKey: string } | undefined;
 
   /** `others`: the honest members' ids; the fake's id is ground until it ranks first for `blob`. */
   constructor(private lie: CoordinatorLie, private blob: { sha256: string; chunks: number }, others: string[], private site = 'default') {
-    let id: string;
-    do id = randomBytes(9).toString('base64url'); while (hrwRank(blob.sha256, [id, ...others])[0] !== id);
-    this.id = id;
+    // Ranking first costs key generations: ids are derived from keys, so it grinds keys.
+    let identity: Identity;
+    do identity = Identity.generate(); while (hrwRank(blob.sha256, [identity.id, ...others])[0] !== identity.id);
+    this.identity = identity;
+    this.id = identity.id;
     this.server = http.createServer((req, res) => void this.handle(req, res).catch(() => res.destroy()));
   }
 
@@ -40,7 +46,7 @@ export class FakeCoordinator {
   private async handle(req: http.IncomingMessage, res: http.ServerResponse) {
     const url = req.url ?? '/';
     const json = (o: unknown, status = 200) => { res.writeHead(status, { 'content-type': 'application/json' }); res.end(JSON.stringify(o)); };
-    if (url === '/v1/info') return json({ peerId: this.id, site: this.site, software: 'liar/1', protocol: 1, capabilities: ['leases'] });
+    if (url.startsWith('/v1/info')) return json({ ...infoAnswer(this.identity, url, this.site, 'liar/1'), ...this.claim });
     if (url.startsWith(`/v1/have/${this.blob.sha256}`)) {
       this.havePolls++;
       // fast-polls: a have-map with nothing in it, answered at once however long the poller asked to wait.

@@ -5,12 +5,14 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
+import { Identity } from '../../daemon/peers/identity.js';
 import { promises as fs } from 'node:fs';
 
 export type Misbehaviour = 'corrupt' | 'short' | 'long' | 'status200' | 'wrong-range' | 'stall';
 
 export class FakePeer {
-  readonly id = `evil${randomBytes(6).toString('hex')}`;
+  private identity = Identity.generate();
+  readonly id = this.identity.id;
   served = 0;
   private server: http.Server;
   port = 0;
@@ -33,7 +35,7 @@ export class FakePeer {
   private async handle(req: http.IncomingMessage, res: http.ServerResponse) {
     const url = req.url ?? '/';
     const json = (o: unknown) => { res.writeHead(200, { 'content-type': 'application/json' }); res.end(JSON.stringify(o)); };
-    if (url === '/v1/info') return json({ peerId: this.id, site: this.site, software: 'evil/1', protocol: 1, capabilities: [] });
+    if (url.startsWith('/v1/info')) return json(infoAnswer(this.identity, url, this.site, 'evil/1'));
     if (url.startsWith(`/v1/have/${this.blob.sha256}`)) {
       const n = Math.ceil(this.blob.size / this.blob.chunkSize);
       const bits = Buffer.alloc(Math.ceil(n / 8), 0xff);
@@ -65,4 +67,10 @@ export class FakePeer {
     res.writeHead(404);
     res.end();
   }
+}
+
+/** A /v1/info answer that proves `identity` for the challenge in `url`. */
+export function infoAnswer(identity: Identity, url: string, site: string, software: string) {
+  const challenge = new URL(url, 'http://x').searchParams.get('challenge') ?? '';
+  return { peerId: identity.id, site, software, protocol: 1, capabilities: [], publicKey: identity.publicKey, proof: identity.infoProof(challenge, site) };
 }
