@@ -106,3 +106,52 @@ netnsTest('two sites with different secrets on one bridge never use each other',
   await new Promise((r) => setTimeout(r, 2000)); // more query and probe rounds: nobody from the other site appears
   for (const [i, d] of daemons.entries()) t.deepEqual((await d.client.peers()).map((p) => p.id), [mate(i)], `${d.name} knows only its own site`);
 });
+
+netnsTest('spoofed goodbyes and a 600-record flood from a LAN host leave the real peers in place and the fetch about as fast as a clean one', async (t) => {
+  const tb = createTestbed(4, { wanBitsPerSec: 100e6 });
+  t.teardown(() => tb.cleanup());
+  const dir = await tmpDir(t);
+  const { origin, url, rel } = await originWithRelease(t, dir, { size: 24 * MiB, host: tb.originIp });
+  const { daemons } = await site(t, tb, 3, rel.trusted);
+  const ids = daemons.map((d) => d.peerId);
+  await until(async () => (await Promise.all(daemons.map(healthyPeers))).every((p) => p.length === 2), 'discovery', 10_000);
+  const fetchAll = async (manifestUrl: string) => {
+    const t0 = Date.now();
+    const r = await Promise.all(daemons.map(async (d) => d.client.waitFetch((await d.client.createFetch({ manifestUrl })).id)));
+    for (const x of r) t.is(x.state, 'done');
+    return Date.now() - t0;
+  };
+  const clean = await fetchAll(rel.manifestUrl);
+  t.is(origin.bytes(rel.rel), rel.size);
+
+  // The attacker: a goodbye in every real peer's name 10 times a second, and 600 fake records with long TTLs.
+  const attacker = tb.hosts[3]!;
+  const run = (script: string, ...args: string[]) => {
+    const p = spawn('ip', ['netns', 'exec', attacker.ns, process.execPath, path.join(ROOT, 'dist/test/helpers', script), ...args], { stdio: 'ignore' });
+    t.teardown(() => { p.kill('SIGKILL'); });
+    return p;
+  };
+  run('mdns-goodbye.js', attacker.ip, '100', '30', ids.join(','));
+  const flood = run('mdns-flood.js', '600', attacker.ip);
+  await new Promise<void>((r) => flood.once('exit', () => r()));
+  const rel2 = await makeRelease(path.join(dir, 'origin'), url, { size: 24 * MiB, version: '2.0.0', sequence: 2, key: rel.key });
+  const attacked = await fetchAll(rel2.manifestUrl);
+  t.log(`fetch of 24 MiB by 3 hosts: clean ${clean} ms, under attack ${attacked} ms (${(attacked / clean).toFixed(2)} ×)`);
+  t.is(origin.bytes(rel2.rel), rel2.size, 'still one origin pull');
+  for (const [i, d] of daemons.entries()) t.deepEqual(await healthyPeers(d), ids.filter((_, k) => k !== i).sort(), `${d.name} kept its real peers`);
+  t.true(attacked <= 1.5 * clean + 1000, `under attack ${attacked} ms, clean ${clean} ms`);
+});
+
+netnsTest('16 hosts found by mDNS fetch one 64 MiB artifact at once behind a 100 Mbit/s WAN: the origin serves it at most 1.05 times', async (t) => {
+  const tb = createTestbed(16, { wanBitsPerSec: 100e6 });
+  t.teardown(() => tb.cleanup());
+  const dir = await tmpDir(t);
+  const { origin, rel } = await originWithRelease(t, dir, { size: 64 * MiB, chunkSize: 4 * MiB, host: tb.originIp });
+  const { daemons } = await site(t, tb, 16, rel.trusted, { logLevel: 'warn' });
+  await until(async () => (await Promise.all(daemons.map(healthyPeers))).every((p) => p.length === 15), 'discovery', 30_000);
+  const results = await Promise.all(daemons.map(async (d) => d.client.waitFetch((await d.client.createFetch({ manifestUrl: rel.manifestUrl })).id)));
+  for (const r of results) t.is(r.state, 'done');
+  const ratio = origin.bytes(rel.rel) / rel.size;
+  t.log(`origin served ${ratio.toFixed(2)} × the artifact`);
+  t.true(ratio <= 1.05, `origin bytes ÷ size = ${ratio.toFixed(3)}`);
+});
