@@ -153,5 +153,6 @@ netnsTest('16 hosts found by mDNS fetch one 64 MiB artifact at once behind a 100
   for (const r of results) t.is(r.state, 'done');
   const ratio = origin.bytes(rel.rel) / rel.size;
   t.log(`origin served ${ratio.toFixed(2)} × the artifact`);
+  if (ratio > 1.05) for (const d of daemons) for (const l of d.logs) if (l.includes('"warn"')) t.log(`${d.name}: ${l.slice(0, 300)}`);
   t.true(ratio <= 1.05, `origin bytes ÷ size = ${ratio.toFixed(3)}`);
 });

@@ -229,8 +229,15 @@ export class PeerTable extends EventEmitter {
   }
 
   /** Ids that take part in HRW coordination: us and every usable peer. */
+  /**
+   * Ids that take part in HRW coordination: us and every healthy peer, banned
+   * ones included. A ban is this daemon's own verdict; were it to change the
+   * ranking, members that banned a peer and members that did not would pick
+   * different coordinators and grant the same chunks. Downloads skip a banned
+   * coordinator instead (swarm/downloader.ts).
+   */
   memberIds(): string[] {
-    return [this.selfId, ...this.usable().map((p) => p.id)];
+    return [this.selfId, ...this.live().map((p) => p.id)];
   }
 
   all(): Peer[] {

@@ -147,7 +147,11 @@ export class BlobDownload extends EventEmitter {
    * lease from our own coordinator and fetch from the origin directly).
    */
   private coordinator(): string {
-    return this.ctx.rankFor(this.blob.sha256).find((id) => id === this.ctx.selfId || !this.distrusted.has(id)) ?? this.ctx.selfId;
+    return this.ctx.rankFor(this.blob.sha256).find((id) => {
+      if (id === this.ctx.selfId) return true;
+      const p = this.ctx.table.get(id);
+      return !this.distrusted.has(id) && !!p && !this.ctx.table.isBanned(p);
+    }) ?? this.ctx.selfId;
   }
 
   /** Coordinators that answered wrongly, granted twice, or let us starve: skipped for this blob. */
@@ -170,6 +174,8 @@ export class BlobDownload extends EventEmitter {
   private busyUntil = new Map<string, number>();
   /** Stalls per peer in this download. */
   private stalls = new Map<string, number>();
+  /** Stops the origin run that holds a chunk (a double grant another member keeps). */
+  private yielders = new Map<number, AbortController>();
   /** Our origin leases in flight: chunk → the coordinator that granted it. */
   private originLeases = new Map<number, string>();
   /** Origin leases other members show in their have-maps: chunk → first seen, per peer. */
@@ -335,9 +341,14 @@ export class BlobDownload extends EventEmitter {
           }
           this.peerLeasing.set(p.id, leasing);
           // It fetches from the origin a chunk we are fetching too: whoever granted ours granted it twice.
+          // Both see it; the one with the smaller id keeps fetching, the other stops its run
+          // (keeping the chunks already in) and hands the rest back: one copy, not two.
           for (const c of leasing.keys()) {
             const by = this.originLeases.get(c);
-            if (by !== undefined) { this.distrust(by, `granted chunk ${c}, which ${p.id} is leasing too`, false); break; }
+            if (by === undefined) continue;
+            this.distrust(by, `granted chunk ${c}, which ${p.id} is leasing too`, false);
+            if (p.id < this.ctx.selfId) this.yielders.get(c)?.abort(new ShoalError('aborted', `${p.id} fetches chunk ${c} too`));
+            break;
           }
           if (h.complete) this.partial.delete(p.id);
           else this.partial.add(p.id);
@@ -465,7 +476,9 @@ export class BlobDownload extends EventEmitter {
 
   private async originRun(chunks: number[], grantedBy: string) {
     this.originRuns++;
-    chunks.forEach((c) => { this.inflight.add(c); this.originLeases.set(c, grantedBy); });
+    const yieldCtl = new AbortController();
+    const runSignal = AbortSignal.any([this.abort.signal, yieldCtl.signal]);
+    chunks.forEach((c) => { this.inflight.add(c); this.originLeases.set(c, grantedBy); this.yielders.set(c, yieldCtl); });
     this.ctx.board.add(this.blob.sha256, chunks);
     const remaining = new Set(chunks);
     const done: number[] = [];
@@ -505,12 +518,12 @@ export class BlobDownload extends EventEmitter {
           // Resumes (inside fetchRange, and with the next URL) start where the assembler stands: no byte twice.
           const from = assembler.nextOffset;
           if (from > last) break;
-          await this.ctx.origin.fetchRange(url, from, last, (b) => assembler.push(b), this.abort.signal);
+          await this.ctx.origin.fetchRange(url, from, last, (b) => assembler.push(b), runSignal);
           ok = true;
           break;
         } catch (e) {
           lastError = e;
-          if (this.abort.signal.aborted) return;
+          if (runSignal.aborted) return; // cancelled, or yielding a double grant (the rest is released below)
           if (isShoalError(e, 'chunk-mismatch')) {
             this.ctx.stats.verifyFailure('origin');
             assembler.dropPartial(); // the origin sent bad bytes for this chunk: drop it, try the next URL
@@ -531,7 +544,7 @@ export class BlobDownload extends EventEmitter {
       releaseBuf?.();
       renewing = false;
       this.ctx.clock.clearTimeout(renewTimer);
-      chunks.forEach((c) => { this.inflight.delete(c); this.originLeases.delete(c); });
+      chunks.forEach((c) => { this.inflight.delete(c); this.originLeases.delete(c); this.yielders.delete(c); });
       this.ctx.board.remove(this.blob.sha256, chunks);
       this.originRuns--;
       // Hand back what we did not fetch, also when cancelled (hence a fresh signal).

@@ -35,7 +35,7 @@ export interface SwarmContext {
   clock: Clock;
   timing: DownloadTiming;
   store: Pick<BlobStore, 'hold'>;
-  table: Pick<PeerTable, 'usable' | 'get' | 'on' | 'off' | 'ban' | 'markDown' | 'memberIds'>;
+  table: Pick<PeerTable, 'usable' | 'get' | 'isBanned' | 'on' | 'off' | 'ban' | 'markDown' | 'memberIds'>;
   client: Pick<PeerClient, 'have' | 'range' | 'lease'>;
   origin: Pick<OriginClient, 'fetchRange'>;
   coordinator: LeaseCoordinator;

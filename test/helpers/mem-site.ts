@@ -107,6 +107,7 @@ export class MemSite {
       table: Object.assign(this.table, {
         usable: () => this.usable(),
         get: (id: string) => { const p = this.peers.get(id); return p ? this.peerObj(p) : undefined; },
+        isBanned: (p: Peer) => this.banned.has(p.id),
         ban: (id: string, _ms: number, reason: string) => { this.banned.set(id, reason); this.table.emit('ban', { id }); },
         markDown: (id: string) => {
           this.down.push(id);
