@@ -118,5 +118,7 @@ test('SIGHUP raises the upload limit live; SIGTERM mid-transfer costs no extra o
   t.is(await leaving.exited, 0, 'SIGTERM exits 0');
   const extra = origin.bytes(rel2.rel) - rel2.size;
   t.log(`SIGTERM mid-transfer: origin bytes = size + ${(extra / MiB).toFixed(2)} MiB; in flight then ${(inFlight / MiB).toFixed(2)} MiB`);
-  t.true(extra <= inFlight + rel2.chunkSize);
+  // What can be lost with the leaver: the runs in flight at the signal, and the runs it finishes
+  // while it drains (at most originConcurrency of them, 2 chunks each) if nobody copied them yet.
+  t.true(extra <= inFlight + 2 * 2 * rel2.chunkSize + rel2.chunkSize, `extra ${extra}, in flight ${inFlight}`);
 });

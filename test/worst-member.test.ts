@@ -79,8 +79,9 @@ for (const [lie, what] of cases) {
 }
 
 test.serial('a member whose have long-polls answer at once with nothing new does not drive a busy loop: polls are paced, then it is banned', async (t) => {
-  const { results, fake, daemons } = await siteWithLiar(t, 'fast-polls');
+  const { results, fake, daemons, origin, rel } = await siteWithLiar(t, 'fast-polls');
   for (const r of results) t.is(r.state, 'done');
+  t.true(origin.bytes(rel.rel) <= SIZE + CHUNK, `origin served ${origin.bytes(rel.rel)} bytes`);
   // Unpaced, three daemons polled such a peer thousands of times a second; paced at 100 ms and
   // banned after 20 empty instant answers, each asks it a few dozen times at most.
   t.log(`have polls the liar answered: ${fake.havePolls}`);
