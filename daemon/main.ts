@@ -92,6 +92,7 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
       log('warn', 'dropped stored chunks that no longer match their hash', { blob: sha, chunks: chunks.length });
       void swarm.chunksDropped(sha, chunks);
     },
+    removed: (sha, chunkCount, held) => void swarm.chunksGone(sha, chunkCount, held),
   }, { hasher });
   life.add({ name: 'store', stop: () => store.close() });
 

@@ -21,6 +21,8 @@ export interface StoreEvents {
   evicted?: (sha: string, bytes: number) => void;
   /** Stored chunks found changed on disk and dropped (first read after a restart, or scrub). */
   dropped?: (sha: string, chunks: number[]) => void;
+  /** A blob left the cache (removed or evicted) holding these chunks. */
+  removed?: (sha: string, chunkCount: number, held: number[]) => void;
   log?: (level: 'info' | 'warn', msg: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -206,6 +208,11 @@ export class BlobStore {
   async remove(sha: string): Promise<void> {
     const b = this.blobs.get(sha);
     this.blobs.delete(sha);
+    if (b) {
+      const held: number[] = [];
+      for (let i = 0; i < b.chunkCount; i++) if (b.have[i]) held.push(i);
+      if (held.length) this.events.removed?.(sha, b.chunkCount, held);
+    }
     if (b) await b.close();
     await this.removeFiles(sha);
   }

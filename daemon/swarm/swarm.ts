@@ -13,6 +13,7 @@ import { LeaseCoordinator } from './coordinator.js';
 import { BlobDownload, DEFAULT_DOWNLOAD_TIMING, type DownloadTiming } from './downloader.js';
 import { coordinatorFor, hrwRank } from './hrw.js';
 import { LeaseBoard } from './lease-board.js';
+import { MAX_LEASE_LIST } from '../peers/wire.js';
 import type { PeerClient } from '../peers/peer-client.js';
 import type { PeerTable } from '../peers/peer-table.js';
 
@@ -104,13 +105,23 @@ export class Swarm {
    */
   async chunksDropped(sha: string, chunks: number[]): Promise<void> {
     const blob = this.store.get(sha);
-    if (!blob) return;
-    const req = { blob: sha, peer: this.ctx.selfId, chunks: blob.chunkCount, release: chunks };
+    if (blob) await this.chunksGone(sha, blob.chunkCount, chunks);
+  }
+
+  /**
+   * Chunks we held are gone (dropped at rest, the blob removed or evicted):
+   * tell the blob's coordinator, so it names us no more and the next asker is
+   * granted them at once. If this is lost, the coordinator learns it when we
+   * ask for them again (coordinator.ts); others find us lacking them (416).
+   */
+  async chunksGone(sha: string, chunkCount: number, chunks: number[]): Promise<void> {
     const coord = this.ctx.coordinatorFor(sha);
-    if (!coord || coord === this.ctx.selfId) return void this.coordinator.handle(req, blob.chunkCount);
-    const p = this.ctx.table.get(coord);
-    // If this is lost, the coordinator learns it when we ask for the chunks again (coordinator.ts).
-    if (p) await this.ctx.client.lease(p, req, AbortSignal.timeout(5000)).catch(() => {});
+    const p = coord && coord !== this.ctx.selfId ? this.ctx.table.get(coord) : undefined;
+    for (let k = 0; k < chunks.length; k += MAX_LEASE_LIST) {
+      const req = { blob: sha, peer: this.ctx.selfId, chunks: chunkCount, release: chunks.slice(k, k + MAX_LEASE_LIST) };
+      if (!p) this.coordinator.handle(req, chunkCount);
+      else await this.ctx.client.lease(p, req, AbortSignal.timeout(5000)).catch(() => {});
+    }
   }
 
   active(): BlobDownload[] {
