@@ -8,6 +8,7 @@ import { EXIT, ShoalError, defineErrors, fromSystemError, isShoalError, type Cod
 export const DAEMON_ERRORS = defineErrors({
   'bad-request': { summary: 'the request is not valid', http: 400, exit: EXIT.usage },
   unauthorized: { summary: 'the request is not authenticated for this site', http: 401, exit: EXIT.error },
+  forbidden: { summary: 'the request may not do that from where it comes', http: 403, exit: EXIT.error },
   aborted: { summary: 'cancelled', http: 409, exit: EXIT.failed },
   unavailable: { summary: 'no source can supply the bytes now', http: 503, exit: EXIT.failed },
   'daemon-unreachable': { summary: 'shoald cannot be reached', http: 503, exit: EXIT.unreachable },

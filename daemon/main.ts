@@ -158,7 +158,7 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
   life.add(listener('peer listener', peerServer, async () => { ports.peer = await listen(peerServer, config.peerListen.host, config.peerListen.port); }));
 
   const adminDeps: AdminDeps = { selfId, site: config.siteId, fetches, table, swarm, store, log, metrics, ready: () => ready, peerPort: () => ports.peer, eventStreams: { open: 0 } };
-  const adminServer = createAdminServer(adminDeps);
+  const adminServer = createAdminServer(adminDeps, { browserGuard: true });
   life.add(listener('admin listener', adminServer, async () => { ports.admin = await listen(adminServer, config.adminListen.host, config.adminListen.port); }));
   if (config.agentSocket) {
     const sock = config.agentSocket;

@@ -5,6 +5,8 @@
  */
 import { promises as fs } from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import { isIP } from 'node:net';
+import os from 'node:os';
 import { pipeline } from 'node:stream/promises';
 import { ShoalError } from '../errors.js';
 import type { FetchManager } from '../fetch/fetches.js';
@@ -42,9 +44,32 @@ const DASHBOARD_FILES: Record<string, [string, string]> = {
 };
 const MAX_EVENT_CLIENTS = 32;
 
-export function createAdminServer(d: AdminDeps): http.Server {
+/**
+ * What a browser page must not do through the loopback listener: reach it by
+ * a name that is not the machine's (DNS rebinding), or change state from
+ * another origin (a form or `fetch` on any web page). Local tools send
+ * neither a foreign Host nor an Origin; the unix socket needs no such check.
+ */
+export function refuseBrowserAbuse(req: IncomingMessage): void {
+  const host = (req.headers.host ?? '').toLowerCase();
+  const name = host.startsWith('[') ? host.slice(0, host.indexOf(']') + 1) : host.replace(/:\d+$/, '');
+  const local = name === 'localhost' || name === os.hostname().toLowerCase() || isIP(name.replace(/^\[|\]$/g, '')) !== 0;
+  if (!local) throw new ShoalError('forbidden', `Host "${host.slice(0, 100)}" is not this machine: the admin API answers only to its own address`);
+  if (req.method === 'GET' || req.method === 'HEAD') return;
+  const origin = req.headers.origin;
+  const site = req.headers['sec-fetch-site'];
+  if ((origin !== undefined && origin !== `http://${host}`) || (site !== undefined && site !== 'same-origin' && site !== 'none')) {
+    throw new ShoalError('forbidden', 'a state change from another origin is refused');
+  }
+  const type = String(req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+  if (type && type !== 'application/json' && type !== 'application/x-tar') {
+    throw new ShoalError('forbidden', `Content-Type ${type.slice(0, 60)} is refused: send application/json`);
+  }
+}
+
+export function createAdminServer(d: AdminDeps, opts: { browserGuard?: boolean } = {}): http.Server {
   const server = http.createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 0, headersTimeout: 10_000 }, (req, res) => {
-    route(d, req, res).catch((e) => {
+    Promise.resolve().then(() => { if (opts.browserGuard) refuseBrowserAbuse(req); return route(d, req, res); }).catch((e) => {
       if (!(e instanceof ShoalError)) d.log('error', 'admin request failed', { url: req.url, error: (e as Error).stack });
       sendError(res, e);
     });
