@@ -91,3 +91,20 @@ test('churn among members that did not coordinate a blob does not hold its grant
   await clock.advance(10_001);
   t.deepEqual(c.handle({ blob, peer: 'a00000000000', chunks: 4, want: [0], max: 1 }, 4).granted, [0]);
 });
+
+test('a flood of lease requests for invented blobs leaves the coordinator\'s state bounded, and a real blob\'s leases work after it', async (t) => {
+  const clock = new FakeClock();
+  const c = coordinator(10_000, () => true, clock);
+  for (let i = 0; i < 20_000; i++) {
+    const b = i.toString(16).padStart(64, '0');
+    c.handle({ blob: b, peer: `flood${String(i % 7).padStart(7, '0')}`, chunks: 1 << 20, want: Array.from({ length: 64 }, (_, k) => k), max: 64, done: Array.from({ length: 100 }, (_, k) => 1000 + k) }, 1 << 20);
+  }
+  t.true(c.size.blobs <= 256, `${c.size.blobs} blobs tracked`);
+  t.true(c.size.records <= 1 << 16, `${c.size.records} records`);
+  t.deepEqual(c.handle({ blob, peer: 'a00000000000', chunks: 4, want: [0, 1], max: 2 }, 4).granted, [0, 1]);
+  // Done records lapse after 30 lease TTLs: then holders are known from have-maps alone.
+  c.handle({ blob, peer: 'a00000000000', chunks: 4, done: [0, 1] }, 4);
+  t.deepEqual(c.handle({ blob, peer: 'b00000000000', chunks: 4, want: [0], max: 1 }, 4).held, { 0: 'a00000000000' });
+  await clock.advance(30 * 10_000 + 1);
+  t.deepEqual(c.handle({ blob, peer: 'b00000000000', chunks: 4, want: [0], max: 1 }, 4).granted, [0]);
+});

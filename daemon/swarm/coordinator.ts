@@ -7,6 +7,12 @@
 import type { Clock } from '../common/clock.js';
 import type { LeaseRequest, LeaseResponse } from '../peers/wire.js';
 
+/** Done records outlive a lease by this many TTLs; then holders are known from have-maps alone. */
+const DONE_TTLS = 30;
+const MAX_BLOBS = 256;
+const MAX_RECORDS = 1 << 16;
+const MAX_RECORDS_PER_PEER = 1 << 13;
+
 export interface CoordinatorOptions {
   selfId: string;
   /** A lease not renewed for this long lapses. */
@@ -84,7 +90,7 @@ export class LeaseCoordinator {
 
   /** Forget a peer's leases at once (it left or was banned). */
   dropHolder(peerId: string) {
-    for (const m of this.leases.values()) for (const [c, l] of m) if (l.holder === peerId) m.delete(c);
+    for (const m of this.leases.values()) for (const [c, l] of m) if (l.holder === peerId) this.unset(m, c);
   }
 
   handle(req: LeaseRequest, chunkCount: number): LeaseResponse {
@@ -92,17 +98,17 @@ export class LeaseCoordinator {
     const known = this.leases.has(req.blob);
     let m = this.leases.get(req.blob);
     if (!m) { m = new Map(); this.leases.set(req.blob, m); }
+    else { this.leases.delete(req.blob); this.leases.set(req.blob, m); } // most recently used last
+    if (!known) this.bound(now);
     const valid = (c: unknown): c is number => Number.isSafeInteger(c) && (c as number) >= 0 && (c as number) < chunkCount;
     // A holder hands back a lease it will not fetch, or a chunk it no longer holds (dropped at rest).
-    for (const c of (req.release ?? []).filter(valid)) if (m.get(c)?.holder === req.peer) m.delete(c);
-    for (const c of (req.done ?? []).filter(valid)) m.set(c, { holder: req.peer, expires: Infinity, done: true });
+    for (const c of (req.release ?? []).filter(valid)) if (m.get(c)?.holder === req.peer) this.unset(m, c);
+    // A done record lets us name a holder; past DONE_TTLS lease TTLs have-maps say as much.
+    for (const c of (req.done ?? []).filter(valid)) this.put(m, c, { holder: req.peer, expires: now + DONE_TTLS * this.ttlMs, done: true });
     const granted: number[] = [];
     for (const c of (req.renew ?? []).filter(valid)) {
       const l = m.get(c);
-      if (!l || l.holder === req.peer || this.stale(l, now)) {
-        m.set(c, { holder: req.peer, expires: now + this.ttlMs, done: false });
-        granted.push(c);
-      }
+      if ((!l || l.holder === req.peer || this.stale(l, now)) && this.put(m, c, { holder: req.peer, expires: now + this.ttlMs, done: false })) granted.push(c);
     }
     const held: Record<string, string> = {};
     // New to this blob and either a member just left, or someone asks us although by our own
@@ -124,10 +130,10 @@ export class LeaseCoordinator {
       }
       if (l && l.holder === req.peer && !this.stale(l, now) && !l.done) continue; // its own run in flight
       if (l && !l.done) this.expired++;
-      if (l) m.delete(c);
+      if (l) this.unset(m, c);
       // Grant one contiguous run per request so the holder can fetch it as one range.
       if (inGrace || grants >= max || (grants > 0 && c !== last + 1)) continue;
-      m.set(c, { holder: req.peer, expires: now + this.ttlMs, done: false });
+      if (!this.put(m, c, { holder: req.peer, expires: now + this.ttlMs, done: false })) break;
       granted.push(c);
       grants++;
       last = c;
@@ -136,8 +142,59 @@ export class LeaseCoordinator {
     return { coordinator: this.selfId, granted, held, ...(inGrace ? { retryMs: Math.max(50, graceUntil - now) } : {}) };
   }
 
+  /** Records held per peer, and in all: a flood of lease requests cannot grow them without bound. */
+  private perPeer = new Map<string, number>();
+  private records = 0;
+
+  /** Adds or replaces a record; false (nothing stored) when its holder is at its cap. */
+  private put(m: Map<number, Lease>, c: number, l: Lease): boolean {
+    const old = m.get(c);
+    if (old) this.unset(m, c);
+    if ((this.perPeer.get(l.holder) ?? 0) >= MAX_RECORDS_PER_PEER) return false;
+    m.set(c, l);
+    this.perPeer.set(l.holder, (this.perPeer.get(l.holder) ?? 0) + 1);
+    this.records++;
+    return true;
+  }
+
+  private unset(m: Map<number, Lease>, c: number) {
+    const l = m.get(c);
+    if (!l) return;
+    m.delete(c);
+    const n = (this.perPeer.get(l.holder) ?? 1) - 1;
+    if (n <= 0) this.perPeer.delete(l.holder);
+    else this.perPeer.set(l.holder, n);
+    this.records--;
+  }
+
+  private lastSweep = 0;
+
+  /**
+   * At a new blob: past half the caps, drop lapsed records and empty blobs (at
+   * most once a TTL); past the caps, the least recently used blobs go whole.
+   */
+  private bound(now: number) {
+    if ((this.leases.size > MAX_BLOBS / 2 || this.records > MAX_RECORDS / 2) && now - this.lastSweep > this.ttlMs) {
+      this.lastSweep = now;
+      for (const [b, m] of this.leases) {
+        for (const [c, l] of m) if (l.expires < now) this.unset(m, c);
+        if (!m.size) this.leases.delete(b);
+      }
+    }
+    for (const [b, m] of this.leases) {
+      if (this.leases.size <= MAX_BLOBS && this.records <= MAX_RECORDS) break;
+      for (const c of [...m.keys()]) this.unset(m, c);
+      this.leases.delete(b);
+    }
+  }
+
+  /** Records held now (for tests and status). */
+  get size(): { blobs: number; records: number } {
+    return { blobs: this.leases.size, records: this.records };
+  }
+
   private stale(l: Lease, now: number) {
-    return !this.isLive(l.holder) || (!l.done && l.expires < now);
+    return !this.isLive(l.holder) || l.expires < now;
   }
 
   /** Number of chunks under an active lease, per blob (for status pages). */
@@ -152,6 +209,8 @@ export class LeaseCoordinator {
   }
 
   forget(blob: string) {
+    const m = this.leases.get(blob);
+    if (m) for (const c of [...m.keys()]) this.unset(m, c);
     this.leases.delete(blob);
   }
 }
