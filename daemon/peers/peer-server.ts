@@ -38,6 +38,8 @@ export interface PeerServerDeps {
 const MAX_WAIT_MS = 20_000;
 const SEND_BUFFER = 1 << 20;
 const THROTTLED_SLICE = 32 * 1024;
+/** Longest one write of a range may wait for the asker to read (its send buffer is then taken back). */
+const SEND_TIMEOUT_MS = 10_000;
 /** How long a range request waits for a free send buffer before it is answered 503. */
 const BUSY_WAIT_MS = 250;
 
@@ -49,9 +51,10 @@ export function createPeerServer(d: PeerServerDeps): http.Server {
     });
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-    const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
     if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\n\r\n`);
-    else socket.destroy();
+    // Closed for good, not half-closed: a client that never reads or closes (slowloris) would keep the descriptor.
+    setTimeout(() => socket.destroy(), 1000).unref();
   });
   return server;
 }
@@ -159,7 +162,16 @@ async function blobRange(d: PeerServerDeps, id: string, req: IncomingMessage, re
         const piece = b.subarray(off, Math.min(b.length, off + slice));
         await Promise.race([d.uploadBucket.take(piece.length), closed]);
         // The callback fires once the socket took the bytes: only then may the buffer be reused.
-        await Promise.race([new Promise<void>((resolve, reject) => res.write(piece, (e) => (e ? reject(e) : resolve()))), closed]);
+        // An asker that stops reading holds a send buffer: after SEND_TIMEOUT_MS it loses it.
+        let timer: NodeJS.Timeout | undefined;
+        const sent = new Promise<void>((resolve, reject) => res.write(piece, (e) => (e ? reject(e) : resolve())));
+        sent.catch(() => {});
+        const late = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error('send timeout')), SEND_TIMEOUT_MS); });
+        try {
+          await Promise.race([sent, closed, late]);
+        } finally {
+          clearTimeout(timer);
+        }
         d.onUpload?.(piece.length);
       }
     });
