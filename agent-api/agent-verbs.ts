@@ -127,6 +127,10 @@ async function fetchVerb(argv: string[], io: Io): Promise<number> {
   const url = required(positionals[0], 'URL');
   if (!values.output === !values.extract) throw new ShoalError('usage', 'give exactly one of -o PATH or --extract DIR');
   const out = (values.output ?? values.extract)!;
+  // Found out now, not after the whole download: -o must not name a directory.
+  if (values.output && (await fs.stat(values.output).then((st) => st.isDirectory(), () => false))) {
+    throw new ShoalError('usage', `-o ${values.output} is a directory: name the file to write`);
+  }
   const client = clientFrom(values);
   try {
     const job = await client.createFetch({ ...(values.channel ? { channelUrl: url } : { manifestUrl: url }), ...(values.now ? { ignoreOriginWindow: true } : {}) });

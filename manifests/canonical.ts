@@ -14,3 +14,26 @@ export function canonicalBytes(value: unknown): Buffer {
 export function sha256Hex(data: Uint8Array | string): string {
   return createHash('sha256').update(data).digest('hex');
 }
+
+/**
+ * Whether JSON text nests arrays and objects deeper than `max`, found by one
+ * scan that skips strings: checked before parsing, so a hostile document
+ * (say, a million open brackets) is refused before any recursive work on it.
+ */
+export function nestsDeeperThan(text: string, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) { if (++depth > max) return true; }
+    else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return false;
+}
+
+/** How deep any document shoal accepts may nest (manifests need 4). */
+export const MAX_JSON_DEPTH = 32;

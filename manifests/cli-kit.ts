@@ -18,7 +18,9 @@ export function args<T extends NonNullable<ParseArgsConfig['options']>>(argv: st
   try {
     return parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals, strict: true });
   } catch (e) {
-    throw new ShoalError('usage', (e as Error).message);
+    // Node's own wording is long and talks of positionals; say what is wrong in one line.
+    const m = /^Unknown option '([^']*)'/.exec((e as Error).message);
+    throw new ShoalError('usage', m ? `unknown option ${m[1]} (see --help)` : (e as Error).message.split('\n')[0]!);
   }
 }
 

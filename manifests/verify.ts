@@ -1,4 +1,4 @@
-import { canonicalBytes, sha256Hex } from './canonical.js';
+import { MAX_JSON_DEPTH, canonicalBytes, nestsDeeperThan, sha256Hex } from './canonical.js';
 import { ShoalError } from './errors.js';
 import { verifyBytes, type PublicKey } from './keys.js';
 import {
@@ -39,8 +39,10 @@ export interface Verified<T> {
 function parse(input: Buffer | string, limits: Limits): unknown {
   const size = typeof input === 'string' ? Buffer.byteLength(input) : input.length;
   if (size > limits.maxBytes) throw new ShoalError('too-large', `document is ${size} bytes, more than the limit of ${limits.maxBytes}`);
+  const text = typeof input === 'string' ? input : input.toString('utf8');
+  if (nestsDeeperThan(text, MAX_JSON_DEPTH)) throw new ShoalError('malformed', `nested deeper than ${MAX_JSON_DEPTH} levels`, { path: '$' });
   try {
-    return JSON.parse(typeof input === 'string' ? input : input.toString('utf8'));
+    return JSON.parse(text);
   } catch (e) {
     throw new ShoalError('malformed', `not JSON: ${(e as Error).message}`, { path: '$' });
   }

@@ -70,6 +70,7 @@ test('channels: the latest of a channel resolves; rollback, expired, mismatched 
   await channel('expired.json', { sequence: 9, expires: '2020-01-01T00:00:00Z' });
   await channel('wrong.json', { sequence: 9, manifestId: 'a'.repeat(64) });
   await channel('untrusted.json', { sequence: 9 }, generateSigningKey());
+  await channel('other-name.json', { sequence: 9, name: 'other' }); // a channel of "other" handing out app's manifest
   const { daemons } = await startSite(t, dir, 1, rel.trusted);
   const api = daemons[0]!.api;
   const out = path.join(dir, 'app.bin');
@@ -77,7 +78,7 @@ test('channels: the latest of a channel resolves; rollback, expired, mismatched 
   t.is(r.code, 0, r.stderr);
   t.is(JSON.parse(r.stdout).fetch.channel, 'stable');
   t.is((await fs.stat(out)).size, rel.size);
-  for (const [file, code] of [['stable-4.json', 'rollback'], ['expired.json', 'expired'], ['wrong.json', 'inconsistent'], ['untrusted.json', 'unknown-key']] as const) {
+  for (const [file, code] of [['stable-4.json', 'rollback'], ['expired.json', 'expired'], ['wrong.json', 'inconsistent'], ['untrusted.json', 'unknown-key'], ['other-name.json', 'inconsistent']] as const) {
     r = await runShoal(['fetch', `${url}/${file}`, '--channel', '--api', api, '-o', path.join(dir, 'x'), '--json']);
     t.is(r.code, 11, file);
     t.is(JSON.parse(r.stdout).error.code, code, file);

@@ -1,6 +1,7 @@
 /** Small helpers shared by the daemon's HTTP listeners. */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ShoalError } from '../errors.js';
+import { MAX_JSON_DEPTH, nestsDeeperThan } from '../../manifests/canonical.js';
 
 export function sendJson(res: ServerResponse, status: number, body: unknown) {
   const data = JSON.stringify(body);
@@ -30,8 +31,10 @@ export async function readBody(req: IncomingMessage, maxBytes: number): Promise<
 }
 
 export function parseJsonBody(body: Buffer): unknown {
+  const text = body.toString('utf8');
+  if (nestsDeeperThan(text, MAX_JSON_DEPTH)) throw new ShoalError('malformed', `request body nested deeper than ${MAX_JSON_DEPTH} levels`);
   try {
-    return JSON.parse(body.toString('utf8')) as unknown;
+    return JSON.parse(text) as unknown;
   } catch {
     throw new ShoalError('bad-request', 'request body is not JSON');
   }

@@ -182,7 +182,7 @@ export class FetchManager {
   }
 
   /** Resolves a signed channel pointer: trust, expiry, rollback per name+channel; returns the manifest bytes it names. */
-  private async resolveChannel(job: FetchJob, channelUrl: string): Promise<{ bytes: Buffer; expectId: string; accept: () => Promise<void> }> {
+  private async resolveChannel(job: FetchJob, channelUrl: string): Promise<{ bytes: Buffer; expectId: string; name: string; accept: () => Promise<void> }> {
     const doc = await this.d.origin.fetchDocument(channelUrl, 1 << 20);
     if (this.d.trustedKeys.length === 0) throw new ShoalError('bad-config', 'no trustedKeys configured: the daemon cannot accept any channel');
     const c = verifyChannel(doc, {
@@ -192,7 +192,7 @@ export class FetchManager {
     job.channel = c.body.channel;
     job.manifestUrl = c.body.manifestUrl;
     const bytes = await this.d.origin.fetchDocument(c.body.manifestUrl, this.d.config.maxManifestBytes);
-    return { bytes, expectId: c.body.manifestId, accept: () => this.d.state.accept(c.body.name, c.body.sequence, c.body.channel) };
+    return { bytes, expectId: c.body.manifestId, name: c.body.name, accept: () => this.d.state.accept(c.body.name, c.body.sequence, c.body.channel) };
   }
 
   private async run(job: FetchJob, req: FetchRequest) {
@@ -202,6 +202,10 @@ export class FetchManager {
       const v = this.verify(bytes);
       if (viaChannel && v.id !== viaChannel.expectId) {
         throw new ShoalError('inconsistent', `the manifest at ${job.manifestUrl} has id ${v.id}, but the channel names ${viaChannel.expectId}`);
+      }
+      // A channel of one artifact may not hand out another's manifest, however validly signed.
+      if (viaChannel && v.body.name !== viaChannel.name) {
+        throw new ShoalError('inconsistent', `the channel is for ${viaChannel.name}, but its manifest is ${v.body.name}`);
       }
       await viaChannel?.accept();
       job.manifest = v;
