@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import type http from 'node:http';
 import path from 'node:path';
-import { ShoalError } from './errors.js';
+import { ShoalError, fromSystemError } from './errors.js';
 import { loadPublicKey } from '../manifests/keys.js';
 import { createAdminServer, type AdminDeps } from './admin/admin-server.js';
 import { Metrics, codeLabel, sizeClass } from './admin/metrics.js';
@@ -58,9 +58,19 @@ function notifySystemd(log: Logger) {
   p.on('error', (e) => log('warn', 'systemd-notify failed', { error: e.message }));
 }
 
-/** An HTTP server as a component: listens on start, closes (and drops idle keep-alives) on stop. */
-function listener(name: string, server: http.Server, bind: () => Promise<void>): Component {
-  return { name, start: bind, stop: () => { server.close(); server.closeAllConnections(); } };
+/**
+ * An HTTP server as a component: listens on start, closes (and drops idle
+ * keep-alives) on stop. A bind that fails names the config key at fault.
+ */
+function listener(name: string, key: string, server: http.Server, bind: () => Promise<void>): Component {
+  return {
+    name,
+    start: () => bind().catch((e: NodeJS.ErrnoException) => {
+      const why = e.code === 'EADDRINUSE' ? 'address already in use' : e.code === 'EADDRNOTAVAIL' ? 'no such address on this machine' : e.code === 'EACCES' ? 'permission denied' : e.message;
+      throw new ShoalError('bad-config', `${key}: cannot listen: ${why}`);
+    }),
+    stop: () => { server.close(); server.closeAllConnections(); },
+  };
 }
 
 export async function startDaemon(config: Config, log: Logger = createLogger(config.logLevel)): Promise<Daemon> {
@@ -69,10 +79,13 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
   });
   const trustedKeys = await Promise.all(config.trustedKeys.map(loadPublicKey));
   const stateDir = config.stateDir ?? config.cacheDir;
-  await fs.mkdir(stateDir, { recursive: true, mode: 0o750 });
-  const state = await DaemonState.open(stateDir);
+  const atStateDir = (e: unknown) => {
+    throw new ShoalError('bad-config', `${config.stateDir ? 'stateDir' : 'cacheDir'} ${stateDir}: ${fromSystemError(e, 'state').message.replace(/^state: /, '')}`);
+  };
+  await fs.mkdir(stateDir, { recursive: true, mode: 0o750 }).catch(atStateDir);
+  const state = await DaemonState.open(stateDir).catch(atStateDir);
   // The peer id is the key's (peers/identity.ts): proven to peers, not chosen.
-  const identity = await Identity.open(stateDir);
+  const identity = await Identity.open(stateDir).catch(atStateDir);
   const selfId = identity.id;
   const life = new Lifecycle();
 
@@ -155,15 +168,15 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
   });
   const ports = { peer: 0, admin: 0 };
   let ready = false;
-  life.add(listener('peer listener', peerServer, async () => { ports.peer = await listen(peerServer, config.peerListen.host, config.peerListen.port); }));
+  life.add(listener('peer listener', `peerListen ${config.peerListen.host}:${config.peerListen.port}`, peerServer, async () => { ports.peer = await listen(peerServer, config.peerListen.host, config.peerListen.port); }));
 
   const adminDeps: AdminDeps = { selfId, site: config.siteId, fetches, table, swarm, store, log, metrics, ready: () => ready, peerPort: () => ports.peer, eventStreams: { open: 0 } };
   const adminServer = createAdminServer(adminDeps, { browserGuard: true });
-  life.add(listener('admin listener', adminServer, async () => { ports.admin = await listen(adminServer, config.adminListen.host, config.adminListen.port); }));
+  life.add(listener('admin listener', `adminListen ${config.adminListen.host}:${config.adminListen.port}`, adminServer, async () => { ports.admin = await listen(adminServer, config.adminListen.host, config.adminListen.port); }));
   if (config.agentSocket) {
     const sock = config.agentSocket;
     const socketServer = createAdminServer(adminDeps);
-    life.add(listener('agent socket', socketServer, async () => {
+    life.add(listener('agent socket', `agentSocket ${sock}`, socketServer, async () => {
       await fs.mkdir(path.dirname(sock), { recursive: true });
       await fs.rm(sock, { force: true });
       await new Promise<void>((resolve, reject) => socketServer.once('error', reject).listen(sock, () => resolve()));

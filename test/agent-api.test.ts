@@ -1,5 +1,6 @@
 /** The daemon through its front doors: `shoal daemon`, the agent socket, JSON errors, clean SIGTERM. */
 import test from 'ava';
+import net from 'node:net';
 import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -66,4 +67,12 @@ test('shoald refuses a bad config with the key named, and exits non-zero', async
   const r = await runShoal(['daemon', '--config', path.join(dir, 'c.json')]);
   t.not(r.code, 0);
   t.regex(r.stderr, /error \[bad-config\]: .*peerListen/);
+  // A port in use is one line naming the key, not a stack trace.
+  const busy = net.createServer();
+  await new Promise<void>((res) => busy.listen(0, '127.0.0.1', res));
+  t.teardown(() => { busy.close(); });
+  const port = (busy.address() as net.AddressInfo).port;
+  const r2 = await runShoal(['daemon', '--cache-dir', path.join(dir, 'cache'), '--peer-listen', `127.0.0.1:${port}`, '--admin-listen', '127.0.0.1:0']);
+  t.is(r2.code, 1);
+  t.is(r2.stderr.trim(), `shoal: error [bad-config]: peerListen 127.0.0.1:${port}: cannot listen: address already in use`);
 });
