@@ -107,12 +107,13 @@ export class PeerClient {
     let got = 0;
     let lastByte = t0;
     const stall = new AbortController();
-    // A stall: no byte at all for 3 s, or after 5 s an average below the floor. A short
-    // window would mistake a peer that paces a deliberate upload limit for a stalled one.
+    // A stall: no byte at all for 10 s, or after 5 s an average below the floor. A short
+    // window would mistake a peer that paces a deliberate upload limit, or one on a machine
+    // busy for a few seconds, for a stalled one.
     const watchdog = setInterval(() => {
       const now = performance.now();
       const secs = (now - t0) / 1000;
-      if (now - lastByte > 3000 || (secs > 5 && got / secs < minBytesPerSec)) stall.abort(new ShoalError('peer-stall', `${peer.url}: transfer stalled (${got} of ${want} bytes)`));
+      if (now - lastByte > 10_000 || (secs > 5 && got / secs < minBytesPerSec)) stall.abort(new ShoalError('peer-stall', `${peer.url}: transfer stalled (${got} of ${want} bytes)`));
     }, 250);
     try {
       await this.ranges.read({

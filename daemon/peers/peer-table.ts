@@ -233,8 +233,8 @@ export class PeerTable extends EventEmitter {
    * Ids that take part in HRW coordination: us and every healthy peer, banned
    * ones included. A ban is this daemon's own verdict; were it to change the
    * ranking, members that banned a peer and members that did not would pick
-   * different coordinators and grant the same chunks. Downloads skip a banned
-   * coordinator instead (swarm/downloader.ts).
+   * different coordinators and grant the same chunks. Downloads skip only a
+   * coordinator that proved unreliable at coordinating (swarm/downloader.ts).
    */
   memberIds(): string[] {
     return [this.selfId, ...this.live().map((p) => p.id)];

@@ -147,11 +147,11 @@ export class BlobDownload extends EventEmitter {
    * lease from our own coordinator and fetch from the origin directly).
    */
   private coordinator(): string {
-    return this.ctx.rankFor(this.blob.sha256).find((id) => {
-      if (id === this.ctx.selfId) return true;
-      const p = this.ctx.table.get(id);
-      return !this.distrusted.has(id) && !!p && !this.ctx.table.isBanned(p);
-    }) ?? this.ctx.selfId;
+    // A ban (say, for stalled uploads on a loaded machine) is this daemon's own verdict on a
+    // peer's bytes; skipping a banned coordinator would split the site's choice between
+    // members that banned it and members that did not. Only a coordinator that proved
+    // unreliable at coordinating this blob is skipped.
+    return this.ctx.rankFor(this.blob.sha256).find((id) => id === this.ctx.selfId || !this.distrusted.has(id)) ?? this.ctx.selfId;
   }
 
   /** Coordinators that answered wrongly, granted twice, or let us starve: skipped for this blob. */
