@@ -43,7 +43,6 @@ export interface SwarmContext {
   stats: SwarmStats;
   /** Chunk buffers shared by every download of this daemon. */
   buffers: BufferPool;
-  coordinatorFor(blob: string): string | undefined;
   /** Members in HRW order for a blob (us included): the coordinator first, then its successors. */
   rankFor(blob: string): string[];
   /** The origin leases this daemon holds now, shown in its have-maps. */
@@ -52,7 +51,7 @@ export interface SwarmContext {
   originAllowed(): boolean;
 }
 
-export interface SwarmDeps extends Omit<SwarmContext, 'coordinator' | 'coordinatorFor' | 'rankFor' | 'board' | 'buffers' | 'clock' | 'timing' | 'store' | 'table'> {
+export interface SwarmDeps extends Omit<SwarmContext, 'coordinator' | 'rankFor' | 'board' | 'buffers' | 'clock' | 'timing' | 'store' | 'table'> {
   store: BlobStore;
   table: PeerTable;
   clock?: Clock;
@@ -79,7 +78,6 @@ export class Swarm {
     const buffers = new BufferPool(base.config.chunkConcurrency + base.config.originConcurrency);
     this.ctx = {
       ...base, clock, timing: { ...DEFAULT_DOWNLOAD_TIMING, ...base.timing }, coordinator: this.coordinator, buffers,
-      coordinatorFor: (blob) => coordinatorFor(blob, base.table.memberIds()),
       rankFor: (blob) => hrwRank(blob, base.table.memberIds()),
       board: this.board,
     };
@@ -115,7 +113,7 @@ export class Swarm {
    * ask for them again (coordinator.ts); others find us lacking them (416).
    */
   async chunksGone(sha: string, chunkCount: number, chunks: number[]): Promise<void> {
-    const coord = this.ctx.coordinatorFor(sha);
+    const coord = this.ctx.rankFor(sha)[0];
     const p = coord && coord !== this.ctx.selfId ? this.ctx.table.get(coord) : undefined;
     for (let k = 0; k < chunks.length; k += MAX_LEASE_LIST) {
       const req = { blob: sha, peer: this.ctx.selfId, chunks: chunkCount, release: chunks.slice(k, k + MAX_LEASE_LIST) };

@@ -164,7 +164,6 @@ export class MemSite {
       coordinator: this.own,
       stats: { stored: () => {}, verifyFailure: () => { this.verifyFailures++; }, distrusted: () => { this.distrusted++; } },
       buffers: new BufferPool(8),
-      coordinatorFor: () => this.coordinatorOrder[0],
       rankFor: () => this.coordinatorOrder.filter((id) => id === this.selfId || this.peers.has(id)),
       board: this.board,
       originAllowed: () => true,
