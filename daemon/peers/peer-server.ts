@@ -15,7 +15,7 @@ import type { BlobStore } from '../store/blob-store.js';
 import type { LeaseCoordinator } from '../swarm/coordinator.js';
 import type { LeaseBoard } from '../swarm/lease-board.js';
 import type { BufferPool } from '../store/buffer-pool.js';
-import { CAPABILITIES, CHALLENGE_RE, HEX64, MAX_JSON_BYTES, PROTOCOL_VERSION, SOFTWARE, parseLeaseRequest, type HaveBody, type PeerInfo } from './wire.js';
+import { CAPABILITIES, CHALLENGE_RE, HEX64, packBits, MAX_JSON_BYTES, PROTOCOL_VERSION, SOFTWARE, parseLeaseRequest, type HaveBody, type PeerInfo } from './wire.js';
 
 export interface PeerServerDeps {
   /** Our key pair: proves /v1/info answers, checks who sends lease requests. */
@@ -110,8 +110,11 @@ async function have(d: PeerServerDeps, id: string, url: URL, res: ServerResponse
     }
     if (ctl.signal.aborted) return;
   }
-  const leasing = d.board.bitmap(id, blob.chunkCount);
-  const body: HaveBody = { blob: id, seq: seq(), chunks: blob.chunkCount, complete: blob.complete, bitmap: blob.bitmap().toString('base64'), ...(leasing ? { leasing: leasing.toString('base64') } : {}) };
+  const n = blob.chunkCount;
+  const body: HaveBody = {
+    blob: id, seq: seq(), chunks: n, complete: blob.complete, bitmap: packBits(n, (i) => !!blob.have[i]).toString('base64'),
+    ...(d.board.any(id) ? { leasing: packBits(n, (i) => d.board.has(id, i)).toString('base64') } : {}),
+  };
   sendJson(res, 200, body);
 }
 

@@ -88,6 +88,20 @@ export interface ErrorBody {
   error: { code: string; message: string };
 }
 
+/** Have-map bit encoding: one bit per chunk, most significant bit of byte 0 = chunk 0. */
+export function packBits(n: number, on: (i: number) => boolean): Buffer {
+  const out = Buffer.alloc(Math.ceil(n / 8));
+  for (let i = 0; i < n; i++) if (on(i)) out[i >> 3]! |= 0x80 >> (i & 7);
+  return out;
+}
+
+/** The inverse of packBits: one byte (0 or 1) per chunk. */
+export function unpackBits(bitmap: Buffer, n: number): Uint8Array {
+  const bits = new Uint8Array(n);
+  for (let i = 0; i < n; i++) bits[i] = (bitmap[i >> 3]! >> (7 - (i & 7))) & 1;
+  return bits;
+}
+
 export function parseInfo(v: unknown): PeerInfo | undefined {
   const d = v as Partial<PeerInfo> | null;
   if (!d || typeof d !== 'object' || typeof d.peerId !== 'string' || !PEER_ID_RE.test(d.peerId) || typeof d.site !== 'string') return undefined;

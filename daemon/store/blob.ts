@@ -120,12 +120,6 @@ export class Blob extends EventEmitter {
     this.state.seq++;
   }
 
-  bitmap(): Buffer {
-    const out = Buffer.alloc(Math.ceil(this.chunkCount / 8));
-    for (let i = 0; i < this.chunkCount; i++) if (this.have[i]) out[i >> 3]! |= 0x80 >> (i & 7);
-    return out;
-  }
-
   hasRange(start: number, endInclusive: number): boolean {
     if (start < 0 || endInclusive >= this.size || start > endInclusive) return false;
     for (let i = Math.floor(start / this.chunkSize); i <= Math.floor(endInclusive / this.chunkSize); i++) if (!this.have[i]) return false;

@@ -10,7 +10,7 @@ import { ShoalError, isShoalError, peerVerdict } from '../errors.js';
 import type { Blob } from '../store/blob.js';
 import { ChunkAssembler } from '../store/chunk-assembler.js';
 import { planChunks } from './chunk-picker.js';
-import type { LeaseRequest, LeaseResponse } from '../peers/wire.js';
+import { unpackBits, type LeaseRequest, type LeaseResponse } from '../peers/wire.js';
 import type { Peer } from '../peers/peer-table.js';
 import type { SwarmContext } from './swarm.js';
 import { checkGrant } from './grant-check.js';
@@ -37,13 +37,6 @@ export interface DownloadTiming {
 export const DEFAULT_DOWNLOAD_TIMING: DownloadTiming = {
   tickMs: 250, settleMs: 2000, pollRetryMs: 300, leaseRetryMs: 300, originBackoffMaxMs: 5000, drainPollMs: 50, pollMinMs: 100,
 };
-
-/** One bit per chunk, most significant first, as one byte per chunk. */
-function unpackBits(bitmap: Buffer, n: number): Uint8Array {
-  const bits = new Uint8Array(n);
-  for (let i = 0; i < n; i++) bits[i] = (bitmap[i >> 3]! >> (7 - (i & 7))) & 1;
-  return bits;
-}
 
 /** The leading ascending run of sorted chunk indices (one origin range). */
 function contiguousPrefix(chunks: number[]): number[] {
@@ -174,10 +167,8 @@ export class BlobDownload extends EventEmitter {
   private busyUntil = new Map<string, number>();
   /** Stalls per peer in this download. */
   private stalls = new Map<string, number>();
-  /** Stops the origin run that holds a chunk (a double grant another member keeps). */
-  private yielders = new Map<number, AbortController>();
-  /** Our origin leases in flight: chunk → the coordinator that granted it. */
-  private originLeases = new Map<number, string>();
+  /** Our origin leases in flight, by chunk: who granted it, and how to stop its run (a double grant another member keeps). */
+  private originLeases = new Map<number, { grantedBy: string; yieldRun: AbortController }>();
   /** Origin leases other members show in their have-maps: chunk → first seen, per peer. */
   private peerLeasing = new Map<string, Map<number, number>>();
   /** When each peer's held count last grew (a visible lease without progress stops counting). */
@@ -344,10 +335,10 @@ export class BlobDownload extends EventEmitter {
           // Both see it; the one with the smaller id keeps fetching, the other stops its run
           // (keeping the chunks already in) and hands the rest back: one copy, not two.
           for (const c of leasing.keys()) {
-            const by = this.originLeases.get(c);
-            if (by === undefined) continue;
-            this.distrust(by, `granted chunk ${c}, which ${p.id} is leasing too`, false);
-            if (p.id < this.ctx.selfId) this.yielders.get(c)?.abort(new ShoalError('aborted', `${p.id} fetches chunk ${c} too`));
+            const ours = this.originLeases.get(c);
+            if (!ours) continue;
+            this.distrust(ours.grantedBy, `granted chunk ${c}, which ${p.id} is leasing too`, false);
+            if (p.id < this.ctx.selfId) ours.yieldRun.abort(new ShoalError('aborted', `${p.id} fetches chunk ${c} too`));
             break;
           }
           if (h.complete) this.partial.delete(p.id);
@@ -478,7 +469,7 @@ export class BlobDownload extends EventEmitter {
     this.originRuns++;
     const yieldCtl = new AbortController();
     const runSignal = AbortSignal.any([this.abort.signal, yieldCtl.signal]);
-    chunks.forEach((c) => { this.inflight.add(c); this.originLeases.set(c, grantedBy); this.yielders.set(c, yieldCtl); });
+    chunks.forEach((c) => { this.inflight.add(c); this.originLeases.set(c, { grantedBy, yieldRun: yieldCtl }); });
     this.ctx.board.add(this.blob.sha256, chunks);
     const remaining = new Set(chunks);
     const done: number[] = [];
@@ -544,7 +535,7 @@ export class BlobDownload extends EventEmitter {
       releaseBuf?.();
       renewing = false;
       this.ctx.clock.clearTimeout(renewTimer);
-      chunks.forEach((c) => { this.inflight.delete(c); this.originLeases.delete(c); this.yielders.delete(c); });
+      chunks.forEach((c) => { this.inflight.delete(c); this.originLeases.delete(c); });
       this.ctx.board.remove(this.blob.sha256, chunks);
       this.originRuns--;
       // Hand back what we did not fetch, also when cancelled (hence a fresh signal).

@@ -45,13 +45,14 @@ export class LeaseBoard extends EventEmitter {
     this.emit(`change:${blob}`);
   }
 
-  /** A bitmap (one bit per chunk, MSB first) of the leased chunks, or undefined when none. */
-  bitmap(blob: string, chunkCount: number): Buffer | undefined {
-    const e = this.byBlob.get(blob);
-    if (!e?.chunks.size) return undefined;
-    const out = Buffer.alloc(Math.ceil(chunkCount / 8));
-    for (const c of e.chunks.keys()) if (c < chunkCount) out[c >> 3]! |= 0x80 >> (c & 7);
-    return out;
+  /** Whether chunk c of `blob` is leased now. */
+  has(blob: string, c: number): boolean {
+    return !!this.byBlob.get(blob)?.chunks.has(c);
+  }
+
+  /** Whether any chunk of `blob` is leased now. */
+  any(blob: string): boolean {
+    return !!this.byBlob.get(blob)?.chunks.size;
   }
 
   /** Changes so far (monotonic while anyone may still compare it). */

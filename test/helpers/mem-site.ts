@@ -15,7 +15,7 @@ import { LeaseBoard } from '../../daemon/swarm/lease-board.js';
 import { BlobDownload, DEFAULT_DOWNLOAD_TIMING } from '../../daemon/swarm/downloader.js';
 import type { SwarmContext } from '../../daemon/swarm/swarm.js';
 import type { Peer } from '../../daemon/peers/peer-table.js';
-import type { HaveMap, LeaseRequest, LeaseResponse } from '../../daemon/peers/wire.js';
+import { packBits, type HaveMap, type LeaseRequest, type LeaseResponse } from '../../daemon/peers/wire.js';
 import { FakeClock } from './fake-clock.js';
 
 /** A peer of the in-memory site. */
@@ -127,11 +127,7 @@ export class MemSite {
             });
             signal?.throwIfAborted();
           }
-          const pack = (on: (i: number) => boolean) => {
-            const b = Buffer.alloc(Math.ceil(chunks / 8));
-            for (let i = 0; i < chunks; i++) if (on(i)) b[i >> 3]! |= 0x80 >> (i & 7);
-            return b;
-          };
+          const pack = (on: (i: number) => boolean) => packBits(chunks, on);
           const leasing = p.leasing?.size ? { leasing: pack((i) => p.leasing!.has(i)) } : {};
           return { seq: p.seq, chunks, complete: p.have.every(Boolean), bitmap: pack((i) => !!p.have[i]), ...leasing };
         },
