@@ -13,7 +13,8 @@ import { AgentClient, type FetchStatus } from './client.js';
 import { extractBundles } from './extract.js';
 
 export const AGENT_HELP: Record<string, string> = {
-  fetch: `shoal fetch URL (-o PATH | --extract DIR) [--channel] [--api URL | --socket PATH] [--json]
+  fetch: `shoal fetch URL (-o PATH | --extract DIR) [--channel] [--now] [--api URL | --socket PATH] [--json]
+       shoal fetch --cancel ID
   URL is a manifest, or with --channel a signed channel pointer (the latest of that channel).
   --now uses the origin at once even outside the configured origin windows.
   Ask the local shoald for an artifact, wait until every byte is verified, and write it:
@@ -21,6 +22,7 @@ export const AGENT_HELP: Record<string, string> = {
   --extract unpacks the artifact's tar bundle(s) into DIR safely: regular files and
   directories only, nothing outside DIR, swapped into place only when complete.
   Files are written to a temp name, checked against the manifest's SHA-256, fsync'ed and renamed.
+  The fetch's id is printed first; --cancel ID ends it (a blob another fetch still needs goes on).
   Exit 0 only when every file is verified; 10 if shoald cannot be reached; 11 if the fetch failed.`,
   peers: `shoal peers [--api URL | --socket PATH] [--json]
   List the peers the local shoald knows, with health and bans.`,
@@ -121,9 +123,24 @@ async function saveFile(client: AgentClient, s: FetchStatus, filePath: string, d
   }
 }
 
+async function cancelFetch(id: string, positionals: string[], values: { api?: string; socket?: string; json?: boolean }, io: Io): Promise<number> {
+  if (positionals.length) throw new ShoalError('usage', '--cancel takes a fetch id and no URL');
+  if (!/^[0-9a-f]{16}$/.test(id)) throw new ShoalError('usage', `--cancel: not a fetch id: ${id}`);
+  const client = clientFrom(values);
+  try {
+    const s = await client.cancelFetch(id);
+    if (values.json) io.out(JSON.stringify({ ok: true, fetch: s }));
+    else io.out(`fetch ${id} (${s.name ?? '?'} ${s.version ?? ''}): ${s.state}`);
+    return EXIT.ok;
+  } finally {
+    await client.close();
+  }
+}
+
 async function fetchVerb(argv: string[], io: Io): Promise<number> {
-  const { values, positionals } = args(argv, { ...conn, output: { type: 'string', short: 'o' }, extract: { type: 'string' }, channel: { type: 'boolean' }, now: { type: 'boolean' } });
+  const { values, positionals } = args(argv, { ...conn, output: { type: 'string', short: 'o' }, extract: { type: 'string' }, channel: { type: 'boolean' }, now: { type: 'boolean' }, cancel: { type: 'string' } });
   if (values.help) { io.out(AGENT_HELP.fetch!); return EXIT.ok; }
+  if (values.cancel !== undefined) return cancelFetch(values.cancel, positionals, values, io);
   const url = required(positionals[0], 'URL');
   if (!values.output === !values.extract) throw new ShoalError('usage', 'give exactly one of -o PATH or --extract DIR');
   const out = (values.output ?? values.extract)!;
@@ -134,6 +151,7 @@ async function fetchVerb(argv: string[], io: Io): Promise<number> {
   const client = clientFrom(values);
   try {
     const job = await client.createFetch({ ...(values.channel ? { channelUrl: url } : { manifestUrl: url }), ...(values.now ? { ignoreOriginWindow: true } : {}) });
+    if (!values.json) io.err(`fetch ${job.id}`);
     let last = 0;
     const tty = !values.json && process.stderr.isTTY;
     const bar = new ProgressBar();

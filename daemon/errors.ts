@@ -14,6 +14,8 @@ export const DAEMON_ERRORS = defineErrors({
   'daemon-unreachable': { summary: 'shoald cannot be reached', http: 503, exit: EXIT.unreachable },
   'origin-error': { summary: 'the origin failed or answered wrongly', http: 502, exit: EXIT.failed },
   'origin-wrong-range': { summary: 'the origin answered a range request with another range', http: 502, exit: EXIT.failed },
+  'origin-slow': { summary: 'the origin sent slower than originMinBytesPerSec', http: 504, exit: EXIT.failed },
+  'origin-no-range': { summary: 'the origin ignores Range: the body is read once, whole', http: 502, exit: EXIT.failed },
   'chunk-mismatch': { summary: 'bytes do not match their expected SHA-256', http: 502, exit: EXIT.mismatch },
   'blob-mismatch': { summary: 'a whole file does not match its SHA-256', http: 502, exit: EXIT.mismatch },
   // What a peer did wrong: peerVerdict decides ban, mark-down or nothing from the code.

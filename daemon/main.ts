@@ -73,16 +73,31 @@ function listener(name: string, key: string, server: http.Server, bind: () => Pr
   };
 }
 
+function dirError(key: string, dir: string, e: unknown): ShoalError {
+  const code = (e as NodeJS.ErrnoException).code;
+  const why = code === 'EROFS' ? 'read-only file system' : code === 'EEXIST' || code === 'ENOTDIR' ? 'not a directory' : fromSystemError(e, '').message.replace(/^: /, '');
+  return new ShoalError('bad-config', `${key} ${dir}: ${why}`);
+}
+
+/** A directory we must write to: made if missing, and proven writable now rather than at the first chunk. */
+async function writableDir(key: string, dir: string) {
+  try {
+    await fs.mkdir(dir, { recursive: true, mode: 0o750 });
+    const probe = path.join(dir, `.shoal-probe-${process.pid}`);
+    await (await fs.open(probe, 'w')).close();
+    await fs.rm(probe);
+  } catch (e) {
+    throw dirError(key, dir, e);
+  }
+}
+
 export async function startDaemon(config: Config, log: Logger = createLogger(config.logLevel)): Promise<Daemon> {
-  await fs.mkdir(config.cacheDir, { recursive: true, mode: 0o750 }).catch((e) => {
-    throw new ShoalError('bad-config', `cacheDir ${config.cacheDir}: ${(e as Error).message}`);
-  });
+  await writableDir('cacheDir', config.cacheDir);
   const trustedKeys = await Promise.all(config.trustedKeys.map(loadPublicKey));
   const stateDir = config.stateDir ?? config.cacheDir;
-  const atStateDir = (e: unknown) => {
-    throw new ShoalError('bad-config', `${config.stateDir ? 'stateDir' : 'cacheDir'} ${stateDir}: ${fromSystemError(e, 'state').message.replace(/^state: /, '')}`);
-  };
-  await fs.mkdir(stateDir, { recursive: true, mode: 0o750 }).catch(atStateDir);
+  const stateKey = config.stateDir ? 'stateDir' : 'cacheDir';
+  if (config.stateDir) await writableDir('stateDir', stateDir);
+  const atStateDir = (e: unknown): never => { throw dirError(stateKey, stateDir, e); };
   const state = await DaemonState.open(stateDir).catch(atStateDir);
   // The peer id is the key's (peers/identity.ts): proven to peers, not chosen.
   const identity = await Identity.open(stateDir).catch(atStateDir);
@@ -111,7 +126,7 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
 
   // With a site secret every peer request is signed and checked (docs/protocol.md); without one the site is open.
   const auth = config.siteSecret ? new SiteAuth(config.siteSecret, selfId) : undefined;
-  const client = new PeerClient({ requestTimeoutMs: config.requestTimeoutMs, minBytesPerSec: config.minPeerBytesPerSec, identity, ...(auth ? { authHeaders: (m: string, p: string) => auth.headers(m, p) } : {}) });
+  const client = new PeerClient({ requestTimeoutMs: config.requestTimeoutMs, minBytesPerSec: config.minPeerBytesPerSec, identity, localAddress: config.peerListen.host, ...(auth ? { authHeaders: (m: string, p: string) => auth.headers(m, p) } : {}) });
   life.add({ name: 'peer client', stop: () => client.close() });
   const table = new PeerTable(selfId, config.siteId, client, log, { banMs: config.banMs, maxPeers: config.maxPeers });
   for (const sp of config.staticPeers) table.addAddress(sp.host, sp.port, 'static');
@@ -119,6 +134,7 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
 
   const origin = new OriginClient({
     maxBytesPerSec: config.originMaxBytesPerSec, concurrency: config.originConcurrency, requestTimeoutMs: config.requestTimeoutMs,
+    minBytesPerSec: config.originMinBytesPerSec, minRateWindowMs: config.originMinRateWindowMs,
     onResponse: (status) => metrics.originRequests.inc({ code: codeLabel(status) }),
   });
   life.add({ name: 'origin client', stop: () => origin.close() });

@@ -83,6 +83,9 @@ async function publishVerb(argv: string[], io: Io): Promise<number> {
     urls[u.slice(0, i)] = u.slice(i + 1);
   }
   if (!values['base-url'] && !values.url) throw new ShoalError('usage', '--base-url (or --url PATH=URL) is required');
+  if (values['base-url'] !== undefined && !isHttpUrl(values['base-url'])) {
+    throw new ShoalError('usage', `--base-url: not an http(s) URL: ${values['base-url']}`);
+  }
   const keys = await Promise.all(required(values.key, '--key').map(loadSigningKey));
   const res = await publish({
     inputs: positionals,
@@ -225,3 +228,11 @@ export const PUBLISHER_VERBS: Record<string, (argv: string[], io: Io) => Promise
   channel: channelVerb,
   verify: verifyVerb,
 };
+
+function isHttpUrl(s: string): boolean {
+  try {
+    return /^https?:$/.test(new URL(s).protocol);
+  } catch {
+    return false;
+  }
+}

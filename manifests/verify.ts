@@ -1,4 +1,4 @@
-import { MAX_JSON_DEPTH, canonicalBytes, nestsDeeperThan, sha256Hex } from './canonical.js';
+import { MAX_JSON_DEPTH, canonicalBytes, duplicateKey, nestsDeeperThan, sha256Hex } from './canonical.js';
 import { ShoalError } from './errors.js';
 import { verifyBytes, type PublicKey } from './keys.js';
 import {
@@ -41,11 +41,15 @@ function parse(input: Buffer | string, limits: Limits): unknown {
   if (size > limits.maxBytes) throw new ShoalError('too-large', `document is ${size} bytes, more than the limit of ${limits.maxBytes}`);
   const text = typeof input === 'string' ? input : input.toString('utf8');
   if (nestsDeeperThan(text, MAX_JSON_DEPTH)) throw new ShoalError('malformed', `nested deeper than ${MAX_JSON_DEPTH} levels`, { path: '$' });
+  let value: unknown;
   try {
-    return JSON.parse(text);
+    value = JSON.parse(text);
   } catch (e) {
     throw new ShoalError('malformed', `not JSON: ${(e as Error).message}`, { path: '$' });
   }
+  const dup = duplicateKey(text);
+  if (dup) throw new ShoalError('malformed', `key given twice: ${dup}`, { path: dup });
+  return value;
 }
 
 /** Counts distinct trusted keys whose signature over `bytes` is valid. */

@@ -1,6 +1,7 @@
 import test from 'ava';
 import { LeaseCoordinator } from '../daemon/swarm/coordinator.js';
 import { FakeClock } from './helpers/fake-clock.js';
+import { checkGrant } from '../daemon/swarm/grant-check.js';
 
 const coordinator = (ttlMs: number, isLive: (id: string) => boolean, clock = new FakeClock()) => new LeaseCoordinator({ selfId: 'self00000000', ttlMs, clock, isLive });
 import { coordinatorFor, hrwRank } from '../daemon/swarm/hrw.js';
@@ -107,4 +108,18 @@ test('a flood of lease requests for invented blobs leaves the coordinator\'s sta
   t.deepEqual(c.handle({ blob, peer: 'b00000000000', chunks: 4, want: [0], max: 1 }, 4).held, { 0: 'a00000000000' });
   await clock.advance(30 * 10_000 + 1);
   t.deepEqual(c.handle({ blob, peer: 'b00000000000', chunks: 4, want: [0], max: 1 }, 4).granted, [0]);
+});
+
+test('a whole-body request (the origin ignores Range) is granted every free chunk, gaps allowed; a chunk kept from the body names its keeper', (t) => {
+  const live = new Set(['self00000000', 'a00000000000', 'b00000000000']);
+  const c = coordinator(10_000, (id) => live.has(id));
+  const all = Array.from({ length: 100 }, (_, i) => i);
+  t.deepEqual(c.handle({ blob, peer: 'a00000000000', chunks: 100, want: [10, 11, 12], max: 8 }, 100).granted, [10, 11, 12]);
+  const w = c.handle({ blob, peer: 'b00000000000', chunks: 100, want: all, max: 4096, whole: true }, 100);
+  t.deepEqual(w.granted, all.filter((i) => i < 10 || i > 12), 'all but the chunks leased to a, past the usual cap of 64');
+  t.deepEqual(checkGrant({ blob, peer: 'b00000000000', chunks: 100, want: all, max: 4096, whole: true }, w, (id) => live.has(id)).ok, true);
+  t.false(checkGrant({ blob, peer: 'b00000000000', chunks: 100, want: all, max: 4096 }, w, (id) => live.has(id)).ok, 'without whole, gaps are refused');
+  // b's body passes over 10-11 and keeps them: from then on b is named their holder.
+  c.handle({ blob, peer: 'b00000000000', chunks: 100, done: [10, 11] }, 100);
+  t.deepEqual(c.handle({ blob, peer: 'self00000000', chunks: 100, want: [10, 11], max: 8 }, 100).held, { 10: 'b00000000000', 11: 'b00000000000' });
 });

@@ -2,7 +2,7 @@ import test from 'ava';
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { canonicalBytes, sha256Hex } from '../manifests/canonical.js';
+import { canonicalBytes, duplicateKey, sha256Hex } from '../manifests/canonical.js';
 import { digestFile } from '../manifests/chunker.js';
 import { ShoalError, type ErrorCode } from '../daemon/errors.js';
 import { generateSigningKey, loadPublicKey, loadSigningKey, parsePublicKey, writeKeyPair } from '../manifests/keys.js';
@@ -184,4 +184,19 @@ test('a channel verifies and names the manifest id', (t) => {
   const v = verifyChannel(serializeEnvelope(signEnvelope(channelBody(id), [K!])), trust);
   t.is(v.body.manifestId, id);
   t.is(verifyManifest(signed(body, [K!]), trust).id, id);
+});
+
+test('malformed: a key given twice in one object, anywhere in a signed document (a signature over one reading is no proof for another)', (t) => {
+  const text = signed(manifestBody(), [K!]);
+  // The same field twice: JSON.parse would keep the last one silently.
+  const twiceVersion = text.replace('"version":', '"version":"6.6.6","version":');
+  rejects(t, () => verifyManifest(twiceVersion, trust), 'malformed', '$.signed.version');
+  const inFile = text.replace('"size":', '"size":1,"size":');
+  rejects(t, () => verifyManifest(inFile, trust), 'malformed', '$.signed.files[].size');
+  // An escaped spelling of the same key is the same key.
+  rejects(t, () => verifyManifest(text.replace('"version":', '"vers\\u0069on":"6.6.6","version":'), trust), 'malformed', '$.signed.version');
+  // Equal keys in different objects, and keys equal to string values, are fine.
+  t.notThrows(() => verifyManifest(text, trust));
+  t.is(duplicateKey('{"a":{"a":1},"b":[{"a":"a"},{"a":2}],"c":"a"}'), undefined);
+  t.is(duplicateKey('{"a":{"x":1,"y":{"x":2},"x":3}}'), '$.a.x');
 });

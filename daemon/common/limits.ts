@@ -77,3 +77,48 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
+
+/**
+ * A floor under a transfer's rate, judged on the time spent waiting for the
+ * other side: time in our own limiter or on our own disk does not count.
+ * `check()` at each window's end says whether the window was too slow.
+ */
+export class RateFloor {
+  private windowStart: number;
+  private bytes = 0;
+  private ownMs = 0;
+  private ownSince: number | undefined;
+
+  constructor(private minBytesPerSec: number, private now: () => number) {
+    this.windowStart = now();
+  }
+
+  add(n: number) {
+    this.bytes += n;
+  }
+
+  /** Our side is busy (limiter, disk, consumer) from now until ownEnd. */
+  ownBegin() {
+    this.ownSince ??= this.now();
+  }
+
+  ownEnd() {
+    if (this.ownSince === undefined) return;
+    this.ownMs += this.now() - this.ownSince;
+    this.ownSince = undefined;
+  }
+
+  /** True when the other side sent below the floor in the window just ended; starts the next. */
+  check(): boolean {
+    const now = this.now();
+    const own = this.ownMs + (this.ownSince !== undefined ? now - this.ownSince : 0);
+    const theirs = now - this.windowStart - own;
+    // Judged only when they had most of the window: otherwise we were the slow side.
+    const slow = this.minBytesPerSec > 0 && theirs * 2 >= now - this.windowStart && this.bytes < (this.minBytesPerSec * theirs) / 1000;
+    this.windowStart = now;
+    this.bytes = 0;
+    this.ownMs = 0;
+    if (this.ownSince !== undefined) this.ownSince = now;
+    return slow;
+  }
+}

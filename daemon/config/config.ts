@@ -34,6 +34,9 @@ export interface Config {
   /** A file holding the site secret (first line), e.g. a systemd credential. */
   siteSecretFile?: string;
   originMaxBytesPerSec: number;
+  /** An origin body slower than this over originMinRateWindowMs is cut and resumed elsewhere or later (0 = never). */
+  originMinBytesPerSec: number;
+  originMinRateWindowMs: number;
   uploadMaxBytesPerSec: number;
   chunkConcurrency: number;
   originConcurrency: number;
@@ -79,6 +82,8 @@ export const DEFAULTS: Config = {
   interfaces: [],
   siteId: 'default',
   originMaxBytesPerSec: 0,
+  originMinBytesPerSec: 16 * 1024,
+  originMinRateWindowMs: 30_000,
   uploadMaxBytesPerSec: 0,
   chunkConcurrency: 4,
   originConcurrency: 2,
@@ -226,6 +231,8 @@ const PARSERS: Record<keyof Config, Parser> = {
   siteSecret: string(/^\S{16,256}$/, 'expected 16 to 256 characters without spaces'),
   siteSecretFile: string(),
   originMaxBytesPerSec: size,
+  originMinBytesPerSec: size,
+  originMinRateWindowMs: duration,
   uploadMaxBytesPerSec: size,
   chunkConcurrency: integer(1, 64),
   originConcurrency: integer(1, 32),

@@ -8,13 +8,18 @@
 import { Agent, interceptors, type Dispatcher } from 'undici';
 import { ShoalError } from '../errors.js';
 import { discard } from '../common/http-util.js';
-import { Semaphore, sleep, TokenBucket } from '../common/limits.js';
+import { RateFloor, Semaphore, sleep, TokenBucket } from '../common/limits.js';
+import { systemClock, type Clock } from '../common/clock.js';
 
 export interface OriginOptions {
   maxBytesPerSec: number;
   concurrency: number;
   requestTimeoutMs: number;
   maxAttempts?: number;
+  /** A body slower than this over a window is cut with origin-slow (0 = no floor). */
+  minBytesPerSec?: number;
+  minRateWindowMs?: number;
+  clock?: Clock;
   /** Called with every body byte count received from the origin (metrics, accounting). */
   onBytes?: (n: number) => void;
   /** Every origin answer's status, or undefined when a request got no answer (reset, timeout). */
@@ -22,14 +27,20 @@ export interface OriginOptions {
 }
 
 const CONTENT_RANGE_RE = /^bytes (\d+)-(\d+)\/(\d+|\*)$/;
+/** URLs remembered as ignoring or honouring Range (most recently seen kept). */
+const MAX_NO_RANGE_URLS = 4096;
 
 export class OriginClient {
   readonly bucket: TokenBucket;
   private readonly sem: Semaphore;
   private readonly dispatcher: Dispatcher;
   private readonly agent: Agent;
+  private readonly clock: Clock;
+  private readonly noRange = new Set<string>();
+  private readonly rangeOk = new Set<string>();
 
   constructor(private opts: OriginOptions) {
+    this.clock = opts.clock ?? systemClock;
     this.bucket = new TokenBucket(opts.maxBytesPerSec);
     this.sem = new Semaphore(opts.concurrency);
     this.agent = new Agent({
@@ -71,11 +82,27 @@ export class OriginClient {
     }
   }
 
+  /** This URL answered a range request with the whole body: read it once, whole, not range by range. */
+  ignoresRange(url: string): boolean {
+    return this.noRange.has(url);
+  }
+
+  /** This URL answered a range request with 206: several ranges of it may be asked for at once. */
+  honoursRange(url: string): boolean {
+    return this.rangeOk.has(url);
+  }
+
+  private note(set: Set<string>, url: string) {
+    set.delete(url);
+    set.add(url);
+    if (set.size > MAX_NO_RANGE_URLS) set.delete(set.values().next().value!);
+  }
+
   /**
    * Streams bytes [start, end] (inclusive) of url to onData, in order, exactly
    * once each, resuming after errors from the first byte not yet delivered.
    */
-  async fetchRange(url: string, start: number, end: number, onData: (b: Buffer) => Promise<void> | void, signal?: AbortSignal): Promise<void> {
+  async fetchRange(url: string, start: number, end: number, onData: (b: Buffer) => Promise<void> | void, signal?: AbortSignal, opts: { whole?: boolean } = {}): Promise<void> {
     checkUrl(url);
     const release = await this.sem.acquire(signal);
     let pos = start;
@@ -86,7 +113,7 @@ export class OriginClient {
           await this.oneRangeRequest(url, () => pos, end, async (b) => {
             pos += b.length;
             await onData(b);
-          }, signal);
+          }, signal, !!opts.whole);
         } catch (e) {
           if (pos > before) (e as { progressed?: boolean }).progressed = true;
           throw e;
@@ -97,44 +124,77 @@ export class OriginClient {
     }
   }
 
-  private async oneRangeRequest(url: string, pos: () => number, end: number, deliver: (b: Buffer) => Promise<void>, signal?: AbortSignal) {
+  /** `whole`: the caller knows the origin ignores Range and reads the body up to `end` for its bytes from pos. */
+  private async oneRangeRequest(url: string, pos: () => number, end: number, deliver: (b: Buffer) => Promise<void>, signal: AbortSignal | undefined, whole: boolean) {
     const from = pos();
-    const res = await this.dispatcher.request({ ...target(url), method: 'GET', signal, headers: { range: `bytes=${from}-${end}`, 'accept-encoding': 'identity' } });
-    this.opts.onResponse?.(res.statusCode);
-    let skip = 0;
-    if (res.statusCode === 206) {
-      const cr = CONTENT_RANGE_RE.exec(String(res.headers['content-range'] ?? ''));
-      if (!cr || Number(cr[1]) !== from || Number(cr[2]) !== end) {
-        discard(res.body);
-        throw new ShoalError('origin-wrong-range', `${url}: Content-Range "${res.headers['content-range']}" does not match bytes ${from}-${end}`);
-      }
-    } else if (res.statusCode === 200) {
-      skip = from; // the server ignored Range: read past what we already have
-    } else {
-      discard(res.body);
-      throw httpError(url, res.statusCode);
-    }
-    let remaining = end - from + 1;
+    // A body below the rate floor is cut (origin-slow): the run goes elsewhere, or later.
+    const min = this.opts.minBytesPerSec ?? 0;
+    const cut = new AbortController();
+    const floor = min > 0 ? new RateFloor(min, () => this.clock.now()) : undefined;
+    const windowMs = this.opts.minRateWindowMs ?? 30_000;
+    let timer: ReturnType<Clock['setTimeout']> | undefined;
+    const judge = () => {
+      timer = this.clock.setTimeout(() => {
+        if (floor!.check()) cut.abort(new ShoalError('origin-slow', `${url}: sent less than ${min} bytes/s for ${windowMs} ms`));
+        else judge();
+      }, windowMs);
+      timer.unref?.();
+    };
+    if (floor) judge();
+    const sig = signal ? AbortSignal.any([signal, cut.signal]) : cut.signal;
     try {
-      for await (const raw of res.body as AsyncIterable<Buffer>) {
-        this.opts.onBytes?.(raw.length);
-        let b = raw;
-        if (skip > 0) {
-          const s = Math.min(skip, b.length);
-          skip -= s;
-          b = b.subarray(s);
-          if (b.length === 0) continue;
+      const res = await this.dispatcher.request({ ...target(url), method: 'GET', signal: sig, headers: { range: `bytes=${from}-${end}`, 'accept-encoding': 'identity' } });
+      this.opts.onResponse?.(res.statusCode);
+      let skip = 0;
+      if (res.statusCode === 206) {
+        this.note(this.rangeOk, url);
+        const cr = CONTENT_RANGE_RE.exec(String(res.headers['content-range'] ?? ''));
+        if (!cr || Number(cr[1]) !== from || Number(cr[2]) !== end) {
+          discard(res.body);
+          throw new ShoalError('origin-wrong-range', `${url}: Content-Range "${res.headers['content-range']}" does not match bytes ${from}-${end}`);
         }
-        if (b.length > remaining) b = b.subarray(0, remaining);
-        await this.bucket.take(raw.length, signal);
-        remaining -= b.length;
-        await deliver(b);
-        if (remaining === 0) break;
+      } else if (res.statusCode === 200) {
+        this.note(this.noRange, url);
+        // The whole body, unasked: unless it is what we asked for or the caller reads it whole,
+        // stop now and let the caller lease all it can (reading from byte 0 once per run costs size² / run).
+        if (!whole && !(from === 0 && Number(res.headers['content-length']) === end + 1)) {
+          discard(res.body);
+          throw new ShoalError('origin-no-range', `${url}: the origin ignores Range`);
+        }
+        skip = from; // read past what we already have
+      } else {
+        discard(res.body);
+        throw httpError(url, res.statusCode);
       }
+      let remaining = end - from + 1;
+      try {
+        for await (const raw of res.body as AsyncIterable<Buffer>) {
+          floor?.add(raw.length);
+          floor?.ownBegin(); // our limiter and our disk are not the origin's slowness
+          this.opts.onBytes?.(raw.length);
+          let b = raw;
+          if (skip > 0) {
+            const s = Math.min(skip, b.length);
+            skip -= s;
+            b = b.subarray(s);
+            if (b.length === 0) { floor?.ownEnd(); continue; }
+          }
+          if (b.length > remaining) b = b.subarray(0, remaining);
+          await this.bucket.take(raw.length, signal);
+          remaining -= b.length;
+          await deliver(b);
+          floor?.ownEnd();
+          if (remaining === 0) break;
+        }
+      } finally {
+        if (remaining === 0) discard(res.body); // stop a 200 body (or an over-long one) at our range end
+      }
+      if (remaining > 0) throw new ShoalError('origin-error', `${url}: body ended ${remaining} bytes early`);
+    } catch (e) {
+      throw cut.signal.aborted && !signal?.aborted ? cut.signal.reason : e;
     } finally {
-      if (remaining === 0) discard(res.body); // stop a 200 body (or an over-long one) at our range end
+      this.clock.clearTimeout(timer);
     }
-    if (remaining > 0) throw new ShoalError('origin-error', `${url}: body ended ${remaining} bytes early`);
   }
 
   /** Retries transient failures with exponential backoff; attempts reset whenever bytes arrived. */

@@ -3,7 +3,8 @@
  * JSON bodies are size-capped and shape-checked, byte ranges must come back as
  * 206 with the exact Content-Range and length, and slow transfers are cut.
  */
-import { Agent } from 'undici';
+import net from 'node:net';
+import { Agent, buildConnector } from 'undici';
 import { ShoalError } from '../errors.js';
 import { discard } from '../common/http-util.js';
 import { randomBytes } from 'node:crypto';
@@ -17,12 +18,28 @@ export interface PeerAddress {
 
 
 
+/** The source address for a destination: ours if it is a specific address of the same family. */
+export function sourceFor(listenHost: string | undefined): (dest: string) => string | undefined {
+  const fam = listenHost ? net.isIP(listenHost) : 0;
+  if (!fam || listenHost === '0.0.0.0' || listenHost === '::') return () => undefined;
+  return (dest) => (net.isIP(dest.replace(/^\[|\]$/g, '')) === fam ? listenHost : undefined);
+}
+
 export class PeerClient {
   private agent: Agent;
   private ranges: RangeReader;
-  constructor(private opts: { requestTimeoutMs: number; minBytesPerSec: number; identity?: Identity; authHeaders?: (method: string, path: string) => Record<string, string> }) {
-    this.agent = new Agent({ connections: 16, headersTimeout: opts.requestTimeoutMs, bodyTimeout: opts.requestTimeoutMs, connect: { timeout: 3000 }, keepAliveTimeout: 10_000 });
-    this.ranges = new RangeReader({ connectTimeoutMs: 3000, headersTimeoutMs: opts.requestTimeoutMs, idleMs: 10_000 });
+  constructor(private opts: {
+    requestTimeoutMs: number; minBytesPerSec: number; identity?: Identity; authHeaders?: (method: string, path: string) => Record<string, string>;
+    /** Our peer listener's own address when it is a specific one: connections come from it (peers count by address). */
+    localAddress?: string;
+  }) {
+    const base = buildConnector({ timeout: 3000 });
+    const local = sourceFor(opts.localAddress);
+    this.agent = new Agent({
+      connections: 16, headersTimeout: opts.requestTimeoutMs, bodyTimeout: opts.requestTimeoutMs, keepAliveTimeout: 10_000,
+      connect: (o, cb) => base({ ...o, localAddress: local(o.hostname) ?? null }, cb),
+    });
+    this.ranges = new RangeReader({ connectTimeoutMs: 3000, headersTimeoutMs: opts.requestTimeoutMs, idleMs: 10_000, localAddress: local });
   }
 
   private headers(method: string, path: string, extra: Record<string, string> = {}) {

@@ -15,6 +15,7 @@ import type { BlobStore } from '../store/blob-store.js';
 import type { LeaseCoordinator } from '../swarm/coordinator.js';
 import type { LeaseBoard } from '../swarm/lease-board.js';
 import type { BufferPool } from '../store/buffer-pool.js';
+import { guardConnections, PerKeyLimit } from './conn-guard.js';
 import { CAPABILITIES, CHALLENGE_RE, HEX64, packBits, MAX_JSON_BYTES, PROTOCOL_VERSION, SOFTWARE, parseLeaseRequest, type HaveBody, type PeerInfo } from './wire.js';
 
 export interface PeerServerDeps {
@@ -42,10 +43,24 @@ const THROTTLED_SLICE = 32 * 1024;
 const SEND_TIMEOUT_MS = 10_000;
 /** How long a range request waits for a free send buffer before it is answered 503. */
 const BUSY_WAIT_MS = 250;
+/** Per remote address: sockets, share of the send buffers, long-poll waiters. */
+const SOCKETS_PER_ADDRESS = 64;
+const SOCKETS_TOTAL = 512;
+/** Send buffers one address may hold: all but two, so one asker never takes them all (half cost a loaded site). */
+const SEND_RESERVE = 2;
+const WAITERS_PER_ADDRESS = 32;
+const WAITERS_TOTAL = 2048;
+
+interface Shares {
+  sends: PerKeyLimit;
+  waiters: PerKeyLimit;
+  waiting: { n: number };
+}
 
 export function createPeerServer(d: PeerServerDeps): http.Server {
+  const shares: Shares = { sends: new PerKeyLimit(Math.max(1, d.buffers.size - SEND_RESERVE)), waiters: new PerKeyLimit(WAITERS_PER_ADDRESS), waiting: { n: 0 } };
   const server = http.createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 60_000, headersTimeout: 10_000, keepAliveTimeout: 15_000 }, (req, res) => {
-    handle(d, req, res).catch((e) => {
+    handle(d, shares, req, res).catch((e) => {
       if (!(e instanceof ShoalError)) d.log('error', 'peer request failed', { url: req.url, error: (e as Error).message });
       sendError(res, e);
     });
@@ -56,10 +71,16 @@ export function createPeerServer(d: PeerServerDeps): http.Server {
     // Closed for good, not half-closed: a client that never reads or closes (slowloris) would keep the descriptor.
     setTimeout(() => socket.destroy(), 1000).unref();
   });
+  guardConnections(server, { perAddress: SOCKETS_PER_ADDRESS, total: SOCKETS_TOTAL }, (why, addr) => d.log('debug', 'peer socket refused', { why, addr }));
   return server;
 }
 
-async function handle(d: PeerServerDeps, req: IncomingMessage, res: ServerResponse) {
+const busy = (res: ServerResponse, message: string) => {
+  res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1' });
+  res.end(JSON.stringify({ error: { code: 'peer-busy', message } }));
+};
+
+async function handle(d: PeerServerDeps, shares: Shares, req: IncomingMessage, res: ServerResponse) {
   const url = new URL(req.url ?? '/', 'http://peer');
   const parts = url.pathname.split('/').filter(Boolean);
   d.authenticate?.(req);
@@ -82,13 +103,13 @@ async function handle(d: PeerServerDeps, req: IncomingMessage, res: ServerRespon
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': m.length });
     return void res.end(m);
   }
-  if (req.method === 'GET' && what === 'have' && id) return have(d, id, url, res);
-  if ((req.method === 'GET' || req.method === 'HEAD') && what === 'blobs' && id) return blobRange(d, id, req, res);
+  if (req.method === 'GET' && what === 'have' && id) return have(d, shares, id, url, req, res);
+  if ((req.method === 'GET' || req.method === 'HEAD') && what === 'blobs' && id) return blobRange(d, shares, id, req, res);
   if (req.method === 'POST' && what === 'leases' && !id) return lease(d, req, res);
   throw new ShoalError('not-found', 'unknown path');
 }
 
-async function have(d: PeerServerDeps, id: string, url: URL, res: ServerResponse) {
+async function have(d: PeerServerDeps, shares: Shares, id: string, url: URL, req: IncomingMessage, res: ServerResponse) {
   if (!HEX64.test(id)) throw new ShoalError('bad-request', 'blob id must be 64 hex characters');
   const blob = d.store.get(id);
   if (!blob) throw new ShoalError('not-found', 'blob not held');
@@ -100,6 +121,11 @@ async function have(d: PeerServerDeps, id: string, url: URL, res: ServerResponse
     const ctl = new AbortController();
     res.once('close', () => ctl.abort());
     if (seq() <= Number(w)) {
+      // Waiters are bounded per address and in all; past that, ask again shortly (not a fault).
+      const release = shares.waiting.n < WAITERS_TOTAL ? shares.waiters.take(req.socket.remoteAddress ?? '?') : undefined;
+      if (!release) return busy(res, 'too many have-map waits');
+      shares.waiting.n++;
+      res.once('close', () => { release(); });
       await new Promise<void>((resolve) => {
         const done = () => { clearTimeout(timer); blob.off('change', done); d.board.off(`change:${id}`, done); ctl.signal.removeEventListener('abort', done); resolve(); };
         const timer = setTimeout(done, MAX_WAIT_MS);
@@ -107,6 +133,8 @@ async function have(d: PeerServerDeps, id: string, url: URL, res: ServerResponse
         d.board.on(`change:${id}`, done);
         ctl.signal.addEventListener('abort', done);
       });
+      shares.waiting.n--;
+      release();
     }
     if (ctl.signal.aborted) return;
   }
@@ -118,7 +146,7 @@ async function have(d: PeerServerDeps, id: string, url: URL, res: ServerResponse
   sendJson(res, 200, body);
 }
 
-async function blobRange(d: PeerServerDeps, id: string, req: IncomingMessage, res: ServerResponse) {
+async function blobRange(d: PeerServerDeps, shares: Shares, id: string, req: IncomingMessage, res: ServerResponse) {
   if (!HEX64.test(id)) throw new ShoalError('bad-request', 'blob id must be 64 hex characters');
   const blob = d.store.get(id);
   if (!blob) throw new ShoalError('not-found', 'blob not held');
@@ -146,12 +174,15 @@ async function blobRange(d: PeerServerDeps, id: string, req: IncomingMessage, re
   }
   // Every send buffer taken: say so at once instead of sending a head and then nothing,
   // which the asker would take for a stall (and ban us for). It asks another holder.
+  // One address holds at most its share of them, so the rest stay free for other peers.
+  const share = shares.sends.take(req.socket.remoteAddress ?? '?');
+  if (!share) return busy(res, 'this address holds its share of the upload slots');
   let lease;
   try {
     lease = await d.buffers.acquire(Math.min(SEND_BUFFER, end - start + 1), AbortSignal.timeout(BUSY_WAIT_MS));
   } catch {
-    res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1' });
-    return void res.end(JSON.stringify({ error: { code: 'peer-busy', message: 'every upload slot is taken' } }));
+    share();
+    return busy(res, 'every upload slot is taken');
   }
   res.writeHead(header !== undefined ? 206 : 200, headers);
   const closed = new Promise<never>((_, reject) => res.once('close', () => reject(new Error('peer went away'))));
@@ -183,6 +214,7 @@ async function blobRange(d: PeerServerDeps, id: string, req: IncomingMessage, re
     res.destroy();
   } finally {
     lease.release();
+    share();
   }
 }
 

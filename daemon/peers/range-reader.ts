@@ -95,10 +95,10 @@ class Conn {
   idleMs: number;
   idleTimer: NodeJS.Timeout | undefined;
 
-  constructor(readonly key: string, host: string, port: number, connectTimeoutMs: number, idleMs: number, private onClose: (c: Conn) => void) {
+  constructor(readonly key: string, host: string, port: number, localAddress: string | undefined, connectTimeoutMs: number, idleMs: number, private onClose: (c: Conn) => void) {
     this.idleMs = idleMs;
     this.socket = net.connect({
-      host, port, noDelay: true,
+      host, port, noDelay: true, ...(localAddress ? { localAddress } : {}),
       onread: { buffer: () => this.nextBuffer(), callback: (n: number) => { this.onBytes(n); return true; } },
     });
     this.connectTimer = setTimeout(() => this.socket.destroy(new Error(`connect to ${key} timed out`)), connectTimeoutMs);
@@ -227,7 +227,7 @@ export class RangeReader {
   private waiters = new Map<string, Array<() => void>>();
   private all = new Set<Conn>();
 
-  constructor(private opts: { connectTimeoutMs: number; headersTimeoutMs: number; idleMs: number }) {}
+  constructor(private opts: { connectTimeoutMs: number; headersTimeoutMs: number; idleMs: number; localAddress?: (dest: string) => string | undefined }) {}
 
   /** Fills `get.into` with the range, or rejects: peer-protocol (a lying peer), timeout, aborted, or a connection error. */
   async read(get: RangeGet): Promise<void> {
@@ -265,7 +265,8 @@ export class RangeReader {
       let open = 0;
       for (const c of this.all) if (c.key === key) open++;
       if (open < MAX_PER_ORIGIN) {
-        const c = new Conn(key, u.hostname.replace(/^\[|\]$/g, ''), Number(u.port || 80), this.opts.connectTimeoutMs, this.opts.idleMs, (gone) => this.forget(gone));
+        const host = u.hostname.replace(/^\[|\]$/g, '');
+        const c = new Conn(key, host, Number(u.port || 80), this.opts.localAddress?.(host), this.opts.connectTimeoutMs, this.opts.idleMs, (gone) => this.forget(gone));
         this.all.add(c);
         return c;
       }

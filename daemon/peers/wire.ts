@@ -73,6 +73,11 @@ export interface LeaseRequest {
   renew?: number[];
   release?: number[];
   done?: number[];
+  /**
+   * The origin ignores Range, so the requester reads the body once, whole: grant
+   * every free wanted chunk (ascending, gaps allowed), up to max.
+   */
+  whole?: boolean;
 }
 
 export interface LeaseResponse {
@@ -130,7 +135,8 @@ export function parseLeaseRequest(v: unknown): LeaseRequest | undefined {
     || typeof b.peer !== 'string' || !PEER_ID_RE.test(b.peer)
     || !Number.isSafeInteger(b.chunks) || b.chunks! < 1 || b.chunks! > MAX_CHUNKS
     || !indexList(b.want) || !indexList(b.renew) || !indexList(b.release) || !indexList(b.done)
-    || (b.max !== undefined && (!Number.isSafeInteger(b.max) || b.max < 0))) return undefined;
+    || (b.max !== undefined && (!Number.isSafeInteger(b.max) || b.max < 0))
+    || (b.whole !== undefined && typeof b.whole !== 'boolean')) return undefined;
   return b as LeaseRequest;
 }
 

@@ -18,6 +18,11 @@ export class BufferPool {
 
   constructor(private maxBuffers: number) {}
 
+  /** How many buffers the pool holds at most. */
+  get size(): number {
+    return this.maxBuffers;
+  }
+
   /** A buffer of exactly `size` bytes (a view into a pooled one); waits while all are in use. */
   async acquire(size: number, signal?: AbortSignal): Promise<Lease> {
     for (;;) {

@@ -5,7 +5,7 @@
  * Leases expire unless renewed; a dead holder's chunks are granted again.
  */
 import type { Clock } from '../common/clock.js';
-import type { LeaseRequest, LeaseResponse } from '../peers/wire.js';
+import { MAX_LEASE_LIST, type LeaseRequest, type LeaseResponse } from '../peers/wire.js';
 
 /** Done records outlive a lease by this many TTLs; then holders are known from have-maps alone. */
 const DONE_TTLS = 30;
@@ -117,10 +117,11 @@ export class LeaseCoordinator {
     let graceUntil = known ? 0 : this.graceFor(req.blob, now);
     if (!known && !this.ranksFirst(req.blob) && now >= graceUntil) graceUntil = this.graceUntil = now + this.ttlMs;
     const inGrace = this.stopping || (!known && now < graceUntil);
-    const max = Math.max(0, Math.min(req.max ?? 8, 64));
+    // One ranged GET per grant, so a run; an origin that ignores Range is read once, whole.
+    const max = Math.max(0, Math.min(req.max ?? 8, req.whole ? MAX_LEASE_LIST : 64));
     let grants = 0;
     let last = -2;
-    for (const c of (req.want ?? []).slice(0, 4096).filter(valid)) {
+    for (const c of (req.want ?? []).slice(0, MAX_LEASE_LIST).filter(valid)) {
       const l = m.get(c);
       // A holder that wants its own chunk again no longer has it (dropped at rest, evicted,
       // restarted): its record goes, and the chunk is granted anew.
@@ -132,7 +133,7 @@ export class LeaseCoordinator {
       if (l && !l.done) this.expired++;
       if (l) this.unset(m, c);
       // Grant one contiguous run per request so the holder can fetch it as one range.
-      if (inGrace || grants >= max || (grants > 0 && c !== last + 1)) continue;
+      if (inGrace || grants >= max || (grants > 0 && !req.whole && c !== last + 1)) continue;
       if (!this.put(m, c, { holder: req.peer, expires: now + this.ttlMs, done: false })) break;
       granted.push(c);
       grants++;

@@ -10,7 +10,7 @@ import { ShoalError, isShoalError, peerVerdict } from '../errors.js';
 import type { Blob } from '../store/blob.js';
 import { ChunkAssembler } from '../store/chunk-assembler.js';
 import { planChunks } from './chunk-picker.js';
-import { unpackBits, type LeaseRequest, type LeaseResponse } from '../peers/wire.js';
+import { MAX_LEASE_LIST, unpackBits, type LeaseRequest, type LeaseResponse } from '../peers/wire.js';
 import type { Peer } from '../peers/peer-table.js';
 import type { SwarmContext } from './swarm.js';
 import { checkGrant } from './grant-check.js';
@@ -37,6 +37,13 @@ export interface DownloadTiming {
 export const DEFAULT_DOWNLOAD_TIMING: DownloadTiming = {
   tickMs: 250, settleMs: 2000, pollRetryMs: 300, leaseRetryMs: 300, originBackoffMaxMs: 5000, drainPollMs: 50, pollMinMs: 100,
 };
+
+/** Every index from the first to the last of ascending chunk indices. */
+function spanOf(chunks: number[]): number[] {
+  const out: number[] = [];
+  for (let c = chunks[0] ?? 0; c <= (chunks[chunks.length - 1] ?? -1); c++) out.push(c);
+  return out;
+}
 
 /** The leading ascending run of sorted chunk indices (one origin range). */
 function contiguousPrefix(chunks: number[]): number[] {
@@ -210,7 +217,9 @@ export class BlobDownload extends EventEmitter {
           t.unref?.();
           this.wakeUp = () => { this.ctx.clock.clearTimeout(t); resolve(); };
         });
-        if (this.ctx.clock.now() - this.lastProgress > this.ctx.config.noProgressTimeoutMs && this.inflight.size === 0) {
+        // Progress is a chunk stored or an origin byte received, whatever else is in flight (a
+        // peer that stops is cut by the stall check; an origin that trickles, by the rate floor).
+        if (this.ctx.clock.now() - this.lastProgress > this.ctx.config.noProgressTimeoutMs) {
           throw new ShoalError('unavailable', `no source for blob ${this.blob.sha256.slice(0, 12)}: no peer holds the missing chunks and the origin failed or is unset`);
         }
       }
@@ -267,7 +276,10 @@ export class BlobDownload extends EventEmitter {
     else if (this.starvingSince !== undefined && now - this.starvingSince > 2 * this.ctx.config.leaseTtlMs) {
       this.distrust(this.coordinator(), `no grant and no progress for ${2 * this.ctx.config.leaseTtlMs} ms`, false);
     }
-    if (originOpen && settled && askable.length && this.originRuns < this.ctx.config.originConcurrency && !this.leasing && now >= this.nextLeaseAt && this.urls.length) {
+    // One run until the origin has shown it honours Range (a second would cost a second body if
+    // it does not); one body at a time of an origin that ignores it (each re-reads from byte 0).
+    const runs = this.urls.length && this.ctx.origin.honoursRange(this.urls[0]!) ? this.ctx.config.originConcurrency : 1;
+    if (originOpen && settled && askable.length && this.originRuns < runs && !this.leasing && now >= this.nextLeaseAt && this.urls.length) {
       void this.askLease(askable);
     }
   }
@@ -431,11 +443,25 @@ export class BlobDownload extends EventEmitter {
     }
   }
 
+  /** Whole-body grants handed back because the bytes before them cost more than they bring. */
+  private wholeRefusals = 0;
+
+  private prefixTooDear(run: number[]): boolean {
+    const bytes = run.reduce((n, c) => n + this.blob.chunkLength(c), 0);
+    return this.wholeRefusals < 5 && this.blob.chunkRange(run[0]!).start > bytes;
+  }
+
+  /** The first origin URL ignores Range: lease every missing chunk at once and read the body once. */
+  private get wholeBody(): boolean {
+    return this.urls.length > 0 && this.ctx.origin.ignoresRange(this.urls[0]!);
+  }
+
   private async askLease(askable: number[]) {
     this.leasing = true;
     try {
-      const want = askable.slice(0, 4096);
-      const answer = await this.lease({ want, max: this.ctx.config.leaseRunChunks });
+      const whole = this.wholeBody;
+      const want = (whole ? [...askable].sort((a, b) => a - b) : askable).slice(0, MAX_LEASE_LIST);
+      const answer = await this.lease(whole ? { want, max: MAX_LEASE_LIST, whole } : { want, max: this.ctx.config.leaseRunChunks });
       this.nextLeaseAt = this.ctx.clock.now() + this.ctx.timing.leaseRetryMs;
       if (!answer) return;
       const { coord, full, res } = answer;
@@ -450,12 +476,20 @@ export class BlobDownload extends EventEmitter {
         void this.lease({ release: check.granted }, AbortSignal.timeout(2000), coord);
         return this.distrust(coord, 'granted a chunk another member is leasing', false);
       }
-      const run = contiguousPrefix(check.granted.filter((c) => !this.blob.have[c] && !this.inflight.has(c)));
+      const fresh = check.granted.filter((c) => !this.blob.have[c] && !this.inflight.has(c));
+      const run = full.whole ? fresh : contiguousPrefix(fresh);
+      if (full.whole && run.length && this.prefixTooDear(run)) {
+        // Reading from byte 0 to these costs more than they bring: hand them back for a while,
+        // another member's whole body passing over them keeps them (see originRun).
+        void this.lease({ release: check.granted }, AbortSignal.timeout(2000), coord);
+        this.nextLeaseAt = this.ctx.clock.now() + Math.min(this.ctx.timing.originBackoffMaxMs, this.ctx.timing.leaseRetryMs * 2 ** this.wholeRefusals++);
+        return;
+      }
       const unused = check.granted.filter((c) => !run.includes(c));
       if (unused.length) void this.lease({ release: unused }, AbortSignal.timeout(2000), coord);
       if (run.length) {
         this.starvingSince = undefined;
-        void this.originRun(run, coord);
+        void this.originRun(run, coord, !!full.whole);
       } else {
         this.starvingSince ??= this.ctx.clock.now();
       }
@@ -465,7 +499,7 @@ export class BlobDownload extends EventEmitter {
     }
   }
 
-  private async originRun(chunks: number[], grantedBy: string) {
+  private async originRun(chunks: number[], grantedBy: string, whole: boolean) {
     this.originRuns++;
     const yieldCtl = new AbortController();
     const runSignal = AbortSignal.any([this.abort.signal, yieldCtl.signal]);
@@ -497,24 +531,28 @@ export class BlobDownload extends EventEmitter {
       const last = this.blob.chunkRange(chunks[chunks.length - 1]!).end - 1;
       const lease = await this.ctx.buffers.acquire(this.blob.chunkSize, this.abort.signal);
       releaseBuf = lease.release;
-      const assembler = new ChunkAssembler(this.blob, chunks, lease.buf, async (c, buf) => {
+      // A body read whole brings every chunk between ours too: keep those no one here has or fetches.
+      const span = whole ? spanOf(chunks).filter((c) => remaining.has(c) || (!this.blob.have[c] && !this.inflight.has(c))) : chunks;
+      const assembler = new ChunkAssembler(this.blob, span, lease.buf, async (c, buf) => {
         if ((await this.blob.writeChunk(c, buf)) === 'stored') this.stored(c, buf.length, 'origin');
         this.lastProgress = this.ctx.clock.now();
         remaining.delete(c);
         done.push(c);
-      });
+      }, (c) => !remaining.has(c) && (!!this.blob.have[c] || this.inflight.has(c)));
       let lastError: unknown;
+      let noRange = false;
       for (const url of this.urls) {
         try {
           // Resumes (inside fetchRange, and with the next URL) start where the assembler stands: no byte twice.
-          const from = assembler.nextOffset;
+          const from = assembler.restart();
           if (from > last) break;
-          await this.ctx.origin.fetchRange(url, from, last, (b) => assembler.push(b), runSignal);
+          await this.ctx.origin.fetchRange(url, from, last, (b) => { this.lastProgress = this.ctx.clock.now(); return assembler.push(b); }, runSignal, { whole });
           ok = true;
           break;
         } catch (e) {
           lastError = e;
           if (runSignal.aborted) return; // cancelled, or yielding a double grant (the rest is released below)
+          if (isShoalError(e, 'origin-no-range')) { noRange = true; break; } // asked again at once, whole
           if (isShoalError(e, 'chunk-mismatch')) {
             this.ctx.stats.verifyFailure('origin');
             assembler.dropPartial(); // the origin sent bad bytes for this chunk: drop it, try the next URL
@@ -523,7 +561,9 @@ export class BlobDownload extends EventEmitter {
         }
       }
       this.ctx.log('debug', 'origin run', { blob: this.blob.sha256.slice(0, 12), chunks: `${chunks[0]}-${chunks[chunks.length - 1]}`, grantedBy, ok, stored: chunks.length - remaining.size });
-      if (!ok) {
+      if (noRange) {
+        this.nextLeaseAt = 0;
+      } else if (!ok) {
         this.originFailures++;
         this.ctx.log('warn', 'origin fetch failed', { blob: this.blob.sha256.slice(0, 12), error: (lastError as Error)?.message });
         if (this.originFailures >= 5) this.fatal = isShoalError(lastError) ? lastError : new ShoalError('origin-error', String(lastError));

@@ -9,7 +9,8 @@ export type GrantCheck = { ok: true; granted: number[]; held: Map<number, string
 
 /**
  * Valid: granted chunks are distinct, among those asked for (want or renew),
- * inside the blob, at most `max` new ones, and the new ones one ascending run;
+ * inside the blob, at most `max` new ones, and the new ones one ascending run
+ * (for a `whole` request: ascending, gaps allowed);
  * `held` names only chunks asked for, and only known members.
  */
 export function checkGrant(req: LeaseRequest, res: LeaseResponse, isMember: (id: string) => boolean): GrantCheck {
@@ -28,7 +29,9 @@ export function checkGrant(req: LeaseRequest, res: LeaseResponse, isMember: (id:
   }
   const max = Math.max(0, req.max ?? 8);
   if (fresh.length > max) return { ok: false, reason: `granted ${fresh.length} chunks, at most ${max} were asked for` };
-  for (let k = 1; k < fresh.length; k++) if (fresh[k] !== fresh[k - 1]! + 1) return { ok: false, reason: 'the grant is not one ascending run' };
+  for (let k = 1; k < fresh.length; k++) {
+    if (req.whole ? fresh[k]! <= fresh[k - 1]! : fresh[k] !== fresh[k - 1]! + 1) return { ok: false, reason: `the grant is not ${req.whole ? 'ascending' : 'one ascending run'}` };
+  }
   const held = new Map<number, string>();
   for (const [k, v] of Object.entries(res.held)) {
     const c = Number(k);

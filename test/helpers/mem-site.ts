@@ -100,7 +100,7 @@ export class MemSite {
     return {
       selfId: this.selfId,
       config: { chunkConcurrency: 4, originConcurrency: 2, noProgressTimeoutMs: 60_000, leaseRunChunks: 4, leaseTtlMs: 1000, minPeerBytesPerSec: 1, banMs: 60_000 },
-      log: createLogger('error', () => {}),
+      log: createLogger(process.env.MEMSITE_LOG ? 'debug' : 'error', process.env.MEMSITE_LOG ? (l: string) => console.log(this.clock.now() % 1_000_000, l) : () => {}),
       clock: this.clock,
       timing: DEFAULT_DOWNLOAD_TIMING,
       store: this.store,
@@ -147,6 +147,8 @@ export class MemSite {
         },
       },
       origin: {
+        ignoresRange: () => false,
+        honoursRange: () => true,
         fetchRange: async (_url, start, end, onData) => {
           this.originRequests.push([start, end]);
           if (this.originDown) throw new ShoalError('origin-error', 'origin down');

@@ -61,6 +61,8 @@ export interface DaemonOptions {
   netns?: string;
   trustedKeys: string[];
   config?: Record<string, unknown>;
+  /** Run under this descriptor limit (ulimit -n). */
+  maxOpenFiles?: number;
 }
 
 export async function startShoald(o: DaemonOptions): Promise<RunningDaemon> {
@@ -86,7 +88,10 @@ export async function startShoald(o: DaemonOptions): Promise<RunningDaemon> {
   const maps = process.env.SHOALD_SOURCE_MAPS === '0' ? [] : ['--enable-source-maps'];
   const argv = [...nodeArgs, ...maps, SHOALD, '--config', configFile];
   const opts = { stdio: ['ignore', 'pipe', 'pipe'] as ['ignore', 'pipe', 'pipe'], env: { ...process.env } };
-  const proc = o.netns ? spawn('ip', ['netns', 'exec', o.netns, process.execPath, ...argv], opts) : spawn(process.execPath, argv, opts);
+  const cmd = [process.execPath, ...argv];
+  if (o.maxOpenFiles) cmd.unshift('sh', '-c', `ulimit -n ${o.maxOpenFiles} && exec "$@"`, 'sh');
+  if (o.netns) cmd.unshift('ip', 'netns', 'exec', o.netns);
+  const proc = spawn(cmd[0]!, cmd.slice(1), opts);
   const logs: string[] = [];
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
   const ready = await new Promise<{ peerId: string; adminPort: number }>((resolve, reject) => {
