@@ -447,8 +447,10 @@ export class BlobDownload extends EventEmitter {
   private wholeRefusals = 0;
 
   private prefixTooDear(run: number[]): boolean {
+    // Another member visibly reads the body ahead of these chunks: its body passes over them and keeps them.
+    for (const leasing of this.peerLeasing.values()) for (const c of leasing.keys()) if (c < run[0]!) return true;
     const bytes = run.reduce((n, c) => n + this.blob.chunkLength(c), 0);
-    return this.wholeRefusals < 5 && this.blob.chunkRange(run[0]!).start > bytes;
+    return this.wholeRefusals < 5 && this.blob.chunkRange(run[0]!).start >= bytes;
   }
 
   /** The first origin URL ignores Range: lease every missing chunk at once and read the body once. */
@@ -482,7 +484,7 @@ export class BlobDownload extends EventEmitter {
         // Reading from byte 0 to these costs more than they bring: hand them back for a while,
         // another member's whole body passing over them keeps them (see originRun).
         void this.lease({ release: check.granted }, AbortSignal.timeout(2000), coord);
-        this.nextLeaseAt = this.ctx.clock.now() + Math.min(this.ctx.timing.originBackoffMaxMs, this.ctx.timing.leaseRetryMs * 2 ** this.wholeRefusals++);
+        this.nextLeaseAt = this.ctx.clock.now() + Math.min(this.ctx.timing.originBackoffMaxMs, this.ctx.timing.leaseRetryMs * 2 ** Math.min(4, this.wholeRefusals++));
         return;
       }
       const unused = check.granted.filter((c) => !run.includes(c));
