@@ -217,9 +217,9 @@ export class BlobDownload extends EventEmitter {
           t.unref?.();
           this.wakeUp = () => { this.ctx.clock.clearTimeout(t); resolve(); };
         });
-        // Progress is a chunk stored or an origin byte received, whatever else is in flight (a
-        // peer that stops is cut by the stall check; an origin that trickles, by the rate floor).
-        if (this.ctx.clock.now() - this.lastProgress > this.ctx.config.noProgressTimeoutMs) {
+        // Nothing in flight and nothing stored for that long. A transfer in flight is bounded by
+        // its own checks: a peer's by the stall check, an origin body by the rate floor.
+        if (this.ctx.clock.now() - this.lastProgress > this.ctx.config.noProgressTimeoutMs && this.inflight.size === 0) {
           throw new ShoalError('unavailable', `no source for blob ${this.blob.sha256.slice(0, 12)}: no peer holds the missing chunks and the origin failed or is unset`);
         }
       }
@@ -548,7 +548,7 @@ export class BlobDownload extends EventEmitter {
           // Resumes (inside fetchRange, and with the next URL) start where the assembler stands: no byte twice.
           const from = assembler.restart();
           if (from > last) break;
-          await this.ctx.origin.fetchRange(url, from, last, (b) => { this.lastProgress = this.ctx.clock.now(); return assembler.push(b); }, runSignal, { whole });
+          await this.ctx.origin.fetchRange(url, from, last, (b) => assembler.push(b), runSignal, { whole });
           ok = true;
           break;
         } catch (e) {
