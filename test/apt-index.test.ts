@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
+import { DebIndex } from '../daemon/apt/deb-index.js';
 import { decompressed, readPackages } from '../daemon/apt/packages.js';
 import { parseRelease, verifyRelease } from '../daemon/apt/release.js';
 import { ShoalError } from '../daemon/errors.js';
@@ -73,6 +74,10 @@ aptTest('Packages read as a stream (plain, .gz, .xz) give every .deb\'s path, si
       t.is(e.sha256, await sha256File(path.join(repo.root, e.filename)));
     }
     t.is(entries.find((e) => e.package === 'beta')!.version, '2.1-3');
+    const ix = await DebIndex.from(decompressed(name, createReadStream(path.join(bin, name))));
+    t.is(ix.size, 3);
+    for (const e of entries) t.deepEqual(ix.get(e.filename), { sha256: e.sha256, size: e.size });
+    t.is(ix.get('pool/main/nothere_1.0_all.deb'), undefined);
   }
 });
 
@@ -96,6 +101,16 @@ test('a 50 MB Packages index is read in flat memory; bad stanzas are malformed w
   t.is(sizes, count * 1000 + (count * (count - 1)) / 2);
   t.log(`${count} stanzas, ${(produced / 2 ** 20).toFixed(1)} MiB; RSS grew ${((peak - before) / 2 ** 20).toFixed(1)} MiB`);
   t.true(peak - before < 64 * 2 ** 20, `RSS grew ${((peak - before) / 2 ** 20).toFixed(1)} MiB`);
+
+  // The same index kept as the proxy keeps it: every entry, compactly.
+  const again = Readable.from((function* () { for (let i = 0; i < count; i++) yield Buffer.from(stanza(i)); })());
+  const heapBefore = process.memoryUsage().heapUsed + process.memoryUsage().arrayBuffers;
+  const ix = await DebIndex.from(again);
+  global.gc?.();
+  t.is(ix.size, count);
+  t.deepEqual(ix.get(`pool/main/p/pkg7/pkg7_1.7_amd64.deb`), { sha256: '7'.repeat(64), size: 1007 });
+  const held = process.memoryUsage().heapUsed + process.memoryUsage().arrayBuffers - heapBefore;
+  t.log(`indexing ${count} .debs grew heap + buffers by ${(held / 2 ** 20).toFixed(1)} MiB (garbage not yet collected included)`);
 
   const bad = async (text: string) => {
     const e = await t.throwsAsync(async () => { for await (const _ of readPackages(Readable.from([Buffer.from(text)]))) { /* drain */ } });
