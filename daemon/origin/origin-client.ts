@@ -27,7 +27,7 @@ export interface OriginOptions {
 }
 
 const CONTENT_RANGE_RE = /^bytes (\d+)-(\d+)\/(\d+|\*)$/;
-/** URLs remembered as ignoring or honouring Range (most recently seen kept). */
+/** URLs remembered as ignoring Range (most recently seen kept). */
 const MAX_NO_RANGE_URLS = 4096;
 
 export class OriginClient {
@@ -37,7 +37,6 @@ export class OriginClient {
   private readonly agent: Agent;
   private readonly clock: Clock;
   private readonly noRange = new Set<string>();
-  private readonly rangeOk = new Set<string>();
 
   constructor(private opts: OriginOptions) {
     this.clock = opts.clock ?? systemClock;
@@ -85,11 +84,6 @@ export class OriginClient {
   /** This URL answered a range request with the whole body: read it once, whole, not range by range. */
   ignoresRange(url: string): boolean {
     return this.noRange.has(url);
-  }
-
-  /** This URL answered a range request with 206: several ranges of it may be asked for at once. */
-  honoursRange(url: string): boolean {
-    return this.rangeOk.has(url);
   }
 
   private note(set: Set<string>, url: string) {
@@ -147,7 +141,6 @@ export class OriginClient {
       this.opts.onResponse?.(res.statusCode);
       let skip = 0;
       if (res.statusCode === 206) {
-        this.note(this.rangeOk, url);
         const cr = CONTENT_RANGE_RE.exec(String(res.headers['content-range'] ?? ''));
         if (!cr || Number(cr[1]) !== from || Number(cr[2]) !== end) {
           discard(res.body);

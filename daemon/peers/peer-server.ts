@@ -46,7 +46,7 @@ const BUSY_WAIT_MS = 250;
 /** Per remote address: sockets, share of the send buffers, long-poll waiters. */
 const SOCKETS_PER_ADDRESS = 64;
 const SOCKETS_TOTAL = 512;
-/** Send buffers one address may hold: all but two, so one asker never takes them all (half cost a loaded site). */
+/** Send buffers one address may hold: all but two, so one asker never takes them all, while an honest one (at most chunkConcurrency at a time) is never refused. */
 const SEND_RESERVE = 2;
 const WAITERS_PER_ADDRESS = 32;
 const WAITERS_TOTAL = 2048;

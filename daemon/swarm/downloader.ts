@@ -276,9 +276,8 @@ export class BlobDownload extends EventEmitter {
     else if (this.starvingSince !== undefined && now - this.starvingSince > 2 * this.ctx.config.leaseTtlMs) {
       this.distrust(this.coordinator(), `no grant and no progress for ${2 * this.ctx.config.leaseTtlMs} ms`, false);
     }
-    // One run until the origin has shown it honours Range (a second would cost a second body if
-    // it does not); one body at a time of an origin that ignores it (each re-reads from byte 0).
-    const runs = this.urls.length && this.ctx.origin.honoursRange(this.urls[0]!) ? this.ctx.config.originConcurrency : 1;
+    // One body at a time of an origin that ignores Range: each would re-read it from byte 0.
+    const runs = this.wholeBody ? 1 : this.ctx.config.originConcurrency;
     if (originOpen && settled && askable.length && this.originRuns < runs && !this.leasing && now >= this.nextLeaseAt && this.urls.length) {
       void this.askLease(askable);
     }

@@ -38,7 +38,7 @@ export interface SwarmContext {
   store: Pick<BlobStore, 'hold'>;
   table: Pick<PeerTable, 'usable' | 'get' | 'isBanned' | 'on' | 'off' | 'ban' | 'markDown' | 'memberIds'>;
   client: Pick<PeerClient, 'have' | 'range' | 'lease'>;
-  origin: Pick<OriginClient, 'fetchRange' | 'ignoresRange' | 'honoursRange'>;
+  origin: Pick<OriginClient, 'fetchRange' | 'ignoresRange'>;
   coordinator: LeaseCoordinator;
   stats: SwarmStats;
   /** Chunk buffers shared by every download of this daemon. */

@@ -148,7 +148,6 @@ export class MemSite {
       },
       origin: {
         ignoresRange: () => false,
-        honoursRange: () => true,
         fetchRange: async (_url, start, end, onData) => {
           this.originRequests.push([start, end]);
           if (this.originDown) throw new ShoalError('origin-error', 'origin down');
