@@ -86,10 +86,10 @@ export class OriginClient {
     return this.noRange.has(url);
   }
 
-  private note(set: Set<string>, url: string) {
-    set.delete(url);
-    set.add(url);
-    if (set.size > MAX_NO_RANGE_URLS) set.delete(set.values().next().value!);
+  private noteNoRange(url: string) {
+    this.noRange.delete(url);
+    this.noRange.add(url);
+    if (this.noRange.size > MAX_NO_RANGE_URLS) this.noRange.delete(this.noRange.values().next().value!);
   }
 
   /**
@@ -147,7 +147,7 @@ export class OriginClient {
           throw new ShoalError('origin-wrong-range', `${url}: Content-Range "${res.headers['content-range']}" does not match bytes ${from}-${end}`);
         }
       } else if (res.statusCode === 200) {
-        this.note(this.noRange, url);
+        this.noteNoRange(url);
         // The whole body, unasked: unless it is what we asked for or the caller reads it whole,
         // stop now and let the caller lease all it can (reading from byte 0 once per run costs size² / run).
         if (!whole && !(from === 0 && Number(res.headers['content-length']) === end + 1)) {
