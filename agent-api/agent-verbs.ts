@@ -14,8 +14,12 @@ import { extractBundles } from './extract.js';
 
 export const AGENT_HELP: Record<string, string> = {
   fetch: `shoal fetch URL (-o PATH | --extract DIR) [--channel] [--now] [--api URL | --socket PATH] [--json]
+       shoal fetch --url URL --sha256 HEX [--size N] -o PATH [--now] [--json]
        shoal fetch --cancel ID
   URL is a manifest, or with --channel a signed channel pointer (the latest of that channel).
+  --url with --sha256: any plain file whose SHA-256 you know (no manifest); fetched once per
+  site, and written only once the whole file matched the hash (a wrong hash fails, blob-mismatch).
+  The same file over plain HTTP: http://127.0.0.1:7401/sha256/HEX?url=URL (Range and HEAD work).
   --now uses the origin at once even outside the configured origin windows.
   Ask the local shoald for an artifact, wait until every byte is verified, and write it:
   a one-file artifact to PATH, a several-file artifact under the directory PATH.
@@ -90,7 +94,10 @@ function formatEta(secs: number): string {
 
 /** A file's bytes from the daemon, hashed on the way; `check()` after the stream ends. */
 async function hashedFile(client: AgentClient, s: FetchStatus, filePath: string, expectSha: string) {
-  const { body } = await client.openFile(s.name!, s.version!, filePath);
+  return hashed(await client.openFile(s.name!, s.version!, filePath), expectSha, filePath);
+}
+
+function hashed({ body }: { body: import('node:stream').Readable }, expectSha: string, filePath: string) {
   const hash = createHash('sha256');
   const stream = body.pipe(new Transform({ transform(c: Buffer, _e, cb) { hash.update(c); cb(null, c); } }));
   body.on('error', (e) => stream.destroy(e));
@@ -103,9 +110,25 @@ async function hashedFile(client: AgentClient, s: FetchStatus, filePath: string,
   };
 }
 
+/** --url URL --sha256 HEX [--size N], checked here so a typo is a usage error, not a failed fetch. */
+function byHashArgs(values: { url?: string; sha256?: string; size?: string }, positionals: string[]) {
+  if (values.url === undefined && values.sha256 === undefined && values.size === undefined) return undefined;
+  if (values.url === undefined || values.sha256 === undefined) throw new ShoalError('usage', '--url and --sha256 go together');
+  if (positionals.length) throw new ShoalError('usage', '--url takes no manifest URL');
+  if (!/^https?:\/\/[^\s]+$/.test(values.url) || !URL.canParse(values.url)) throw new ShoalError('usage', `--url: not an http(s) URL: ${values.url}`);
+  const sha256 = values.sha256.toLowerCase();
+  if (!/^[0-9a-f]{64}$/.test(sha256)) throw new ShoalError('usage', '--sha256 must be 64 hex characters');
+  if (values.size !== undefined && !/^\d{1,16}$/.test(values.size)) throw new ShoalError('usage', `--size must be a byte count, got ${values.size}`);
+  return { url: values.url, sha256, ...(values.size !== undefined ? { size: Number(values.size) } : {}) };
+}
+
 /** Streams one verified file from the daemon to dest atomically, hashing as it goes. */
 async function saveFile(client: AgentClient, s: FetchStatus, filePath: string, dest: string, expectSha: string) {
-  const src = await hashedFile(client, s, filePath, expectSha);
+  await saveStream(() => client.openFile(s.name!, s.version!, filePath), dest, expectSha, filePath);
+}
+
+async function saveStream(open: () => Promise<{ body: import('node:stream').Readable }>, dest: string, expectSha: string, label: string) {
+  const src = hashed(await open(), expectSha, label);
   await fs.mkdir(path.dirname(dest), { recursive: true });
   const tmp = path.join(path.dirname(dest), `.${path.basename(dest)}.shoal-${process.pid}.tmp`);
   try {
@@ -138,11 +161,16 @@ async function cancelFetch(id: string, positionals: string[], values: { api?: st
 }
 
 async function fetchVerb(argv: string[], io: Io): Promise<number> {
-  const { values, positionals } = args(argv, { ...conn, output: { type: 'string', short: 'o' }, extract: { type: 'string' }, channel: { type: 'boolean' }, now: { type: 'boolean' }, cancel: { type: 'string' } });
+  const { values, positionals } = args(argv, {
+    ...conn, output: { type: 'string', short: 'o' }, extract: { type: 'string' }, channel: { type: 'boolean' }, now: { type: 'boolean' }, cancel: { type: 'string' },
+    url: { type: 'string' }, sha256: { type: 'string' }, size: { type: 'string' },
+  });
   if (values.help) { io.out(AGENT_HELP.fetch!); return EXIT.ok; }
   if (values.cancel !== undefined) return cancelFetch(values.cancel, positionals, values, io);
-  const url = required(positionals[0], 'URL');
+  const byHash = byHashArgs(values, positionals);
+  const url = byHash ? byHash.url : required(positionals[0], 'URL');
   if (!values.output === !values.extract) throw new ShoalError('usage', 'give exactly one of -o PATH or --extract DIR');
+  if (byHash && (values.extract || values.channel)) throw new ShoalError('usage', '--url fetches one file: give -o PATH (no --extract, no --channel)');
   const out = (values.output ?? values.extract)!;
   // Found out now, not after the whole download: -o must not name a directory.
   if (values.output && (await fs.stat(values.output).then((st) => st.isDirectory(), () => false))) {
@@ -150,7 +178,7 @@ async function fetchVerb(argv: string[], io: Io): Promise<number> {
   }
   const client = clientFrom(values);
   try {
-    const job = await client.createFetch({ ...(values.channel ? { channelUrl: url } : { manifestUrl: url }), ...(values.now ? { ignoreOriginWindow: true } : {}) });
+    const job = await client.createFetch({ ...(byHash ?? (values.channel ? { channelUrl: url } : { manifestUrl: url })), ...(values.now ? { ignoreOriginWindow: true } : {}) });
     if (!values.json) io.err(`fetch ${job.id}`);
     let last = 0;
     const tty = !values.json && process.stderr.isTTY;
@@ -166,7 +194,10 @@ async function fetchVerb(argv: string[], io: Io): Promise<number> {
     }).catch((e) => { if (tty) process.stderr.write('\n'); throw e; });
     if (tty) process.stderr.write('\n');
     const written: string[] = [];
-    if (values.extract) {
+    if (byHash) {
+      await saveStream(() => client.openBlob(byHash.sha256), out, byHash.sha256, url);
+      written.push(out);
+    } else if (values.extract) {
       const bundles = s.files.filter((f) => f.type === 'tar');
       if (!bundles.length) throw new ShoalError('usage', `${s.name} ${s.version} has no tar bundle to extract (publish it with --bundle or --tar)`);
       const checks: Array<() => void> = [];
@@ -189,7 +220,7 @@ async function fetchVerb(argv: string[], io: Io): Promise<number> {
     }
     if (values.json) io.out(JSON.stringify({ ok: true, fetch: s, written }));
     else {
-      io.out(`${s.name} ${s.version}: ${written.length} file(s) verified → ${out}`);
+      io.out(`${s.name ? `${s.name} ${s.version}` : url}: ${written.length} file(s) verified → ${out}`);
       io.out(`  from origin ${formatBytes(s.bytes.origin)}, from peers ${formatBytes(s.bytes.peer)}`);
     }
     return EXIT.ok;

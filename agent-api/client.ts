@@ -179,7 +179,15 @@ export class AgentClient {
 
   /** Streams a verified file of a cached artifact. */
   async openFile(name: string, version: string, filePath: string): Promise<{ body: Readable; size: number; sha256: string }> {
-    const p = `/api/v1/artifacts/${encodeURIComponent(name)}/${encodeURIComponent(version)}/files/${filePath.split('/').map(encodeURIComponent).join('/')}`;
+    return this.open(`/api/v1/artifacts/${encodeURIComponent(name)}/${encodeURIComponent(version)}/files/${filePath.split('/').map(encodeURIComponent).join('/')}`);
+  }
+
+  /** A complete cached blob by its SHA-256 (the local URL form, without an origin URL). */
+  openBlob(sha256: string): Promise<{ body: Readable; size: number; sha256: string }> {
+    return this.open(`/sha256/${encodeURIComponent(sha256)}`);
+  }
+
+  private async open(p: string): Promise<{ body: Readable; size: number; sha256: string }> {
     let res: Dispatcher.ResponseData;
     try {
       res = await this.d.request({ path: p, method: 'GET', headersTimeout: 30_000, bodyTimeout: 60_000 });

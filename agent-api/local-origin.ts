@@ -97,6 +97,7 @@ export class LocalOrigin {
     } else {
       res.writeHead(200, { 'content-length': st.size, 'accept-ranges': 'bytes' });
     }
+    if (req.method === 'HEAD') return void res.end();
     let limit = end - start + 1;
     let reset = false;
     let trickle = 0;

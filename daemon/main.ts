@@ -14,6 +14,7 @@ import { Lifecycle, type Component } from './common/lifecycle.js';
 import { TokenBucket } from './common/limits.js';
 import { createLogger, type Logger } from './common/log.js';
 import type { Config } from './config/config.js';
+import { Content } from './frontends/content.js';
 import { FetchManager } from './fetch/fetches.js';
 import { DaemonState } from './fetch/state.js';
 import { OriginClient } from './origin/origin-client.js';
@@ -143,8 +144,8 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
     selfId, config, log, store, table, client, origin,
     originAllowed: () => inAnyWindow(config.originWindows.map((w) => parseWindow(w))),
     stats: {
-      stored: (source, bytes, peerId) => {
-        metrics.downloadBytes.inc({ source }, bytes);
+      stored: (source, bytes, peerId, kind) => {
+        metrics.downloadBytes.inc({ source, kind }, bytes);
         metrics.chunksVerified.inc();
         const p = peerId ? table.get(peerId) : undefined;
         if (p) p.bytesFrom += bytes;
@@ -163,8 +164,9 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
     leases.expired = swarm.coordinator.expired;
   });
 
+  const content = new Content({ swarm, origin });
   const fetches = new FetchManager({
-    config, origin, swarm, state, trustedKeys, log,
+    config, origin, swarm, state, trustedKeys, content, log,
     onFinished: (job) => {
       metrics.fetches.inc({ result: job.state === 'done' ? 'done' : 'failed' });
       if (job.state === 'done') metrics.fetchDuration.observe({ size_class: sizeClass(job.status().size) }, (job.finishedAt!.getTime() - job.createdAt.getTime()) / 1000);
@@ -186,7 +188,7 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
   let ready = false;
   life.add(listener('peer listener', `peerListen ${config.peerListen.host}:${config.peerListen.port}`, peerServer, async () => { ports.peer = await listen(peerServer, config.peerListen.host, config.peerListen.port); }));
 
-  const adminDeps: AdminDeps = { selfId, site: config.siteId, fetches, table, swarm, store, log, metrics, ready: () => ready, peerPort: () => ports.peer, eventStreams: { open: 0 } };
+  const adminDeps: AdminDeps = { selfId, site: config.siteId, fetches, table, swarm, store, content, log, metrics, ready: () => ready, peerPort: () => ports.peer, eventStreams: { open: 0 } };
   const adminServer = createAdminServer(adminDeps, { browserGuard: true });
   life.add(listener('admin listener', `adminListen ${config.adminListen.host}:${config.adminListen.port}`, adminServer, async () => { ports.admin = await listen(adminServer, config.adminListen.host, config.adminListen.port); }));
   if (config.agentSocket) {

@@ -13,7 +13,7 @@ const MiB = 1 << 20;
 
 test('the progress bar shows bytes, rate, ETA and the share from peers', (t) => {
   const bar = new ProgressBar(10);
-  const st = (held: number, peer: number): FetchStatus => ({ id: 'x', state: 'running', name: 'app', version: '1', size: 100 * MiB, held, bytes: { origin: held - peer, peer }, files: [], createdAt: '' });
+  const st = (held: number, peer: number): FetchStatus => ({ id: 'x', state: 'running', kind: 'native', name: 'app', version: '1', size: 100 * MiB, held, bytes: { origin: held - peer, peer }, files: [], createdAt: '' });
   bar.render(st(0, 0), 0);
   const line = bar.render(st(50 * MiB, 40 * MiB), 5000);
   t.is(line, 'app 1 [#####.....]  50% 50.0 MiB/100.0 MiB 10.0 MiB/s ETA 5s 80% from peers');

@@ -7,17 +7,18 @@ import { promises as fs } from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
 import os from 'node:os';
-import { pipeline } from 'node:stream/promises';
 import { ShoalError } from '../errors.js';
 import type { FetchManager } from '../fetch/fetches.js';
 import type { CreateFetch, GcResult, PeerView, PinResult, RemoveResult, StatusView } from './api.js';
-import { parseRange, readJsonBody, sendError, sendJson } from '../common/http-util.js';
+import { readJsonBody, sendError, sendJson } from '../common/http-util.js';
 import type { Logger } from '../common/log.js';
 import type { Metrics } from './metrics.js';
 import { importArchive, planExport, writeExport } from '../fetch/site-archive.js';
 import type { BlobStore } from '../store/blob-store.js';
 import type { PeerTable } from '../peers/peer-table.js';
 import type { Swarm } from '../swarm/swarm.js';
+import type { Content } from '../frontends/content.js';
+import { serveBlob } from '../frontends/serve.js';
 
 export interface AdminDeps {
   selfId: string;
@@ -26,6 +27,7 @@ export interface AdminDeps {
   table: PeerTable;
   swarm: Swarm;
   store: BlobStore;
+  content: Content;
   log: Logger;
   metrics: Metrics;
   ready(): boolean;
@@ -96,6 +98,7 @@ async function route(d: AdminDeps, req: IncomingMessage, res: ServerResponse) {
     return void res.end(body);
   }
   if (m === 'GET' && p === '/readyz') return sendJson(res, d.ready() ? 200 : 503, { ready: d.ready() });
+  if ((m === 'GET' || m === 'HEAD') && p.startsWith('/sha256/')) return byHash(d, url, req, res);
   if (!p.startsWith('/api/v1/')) throw new ShoalError('not-found', `no route for ${m} ${p}`);
   const parts = p.slice('/api/v1/'.length).split('/').map(decodeSegment);
   const [what, id, ...rest] = parts;
@@ -158,13 +161,49 @@ function decodeSegment(s: string): string {
   }
 }
 
+/**
+ * The plain local URL form: `GET|HEAD /sha256/<hex>[/<name>]?url=<origin URL>[&size=N]`, for
+ * any HTTP client (curl, an OTA agent). The blob is fetched once per site and answered only
+ * once its whole SHA-256 matched; Range/206 and HEAD as from any file server. Without url
+ * only a cached blob (or one the site's peers hold) is served.
+ */
+async function byHash(d: AdminDeps, url: URL, req: IncomingMessage, res: ServerResponse) {
+  const [sha] = url.pathname.slice('/sha256/'.length).split('/');
+  const origin = url.searchParams.get('url');
+  const size = url.searchParams.get('size');
+  if (origin !== null) checkHttpUrl(origin, 'url');
+  if (size !== null && !/^\d{1,16}$/.test(size)) throw new ShoalError('bad-request', 'size must be a byte count');
+  const ctl = new AbortController();
+  res.once('close', () => ctl.abort(new ShoalError('aborted', 'client went away')));
+  const { blob, local } = await d.content.complete({ sha256: sha ?? '', ...(size !== null ? { size: Number(size) } : {}), urls: origin ? [origin] : [], kind: 'url' }, { signal: ctl.signal });
+  const sent = await serveBlob(blob, req, res);
+  if (local) d.metrics.localBytes.inc({ kind: 'url' }, sent);
+}
+
+/** An http(s) URL from a request, or bad-request naming the field. */
+function checkHttpUrl(v: string, field: string) {
+  let u: URL;
+  try {
+    u = new URL(v);
+  } catch {
+    throw new ShoalError('bad-request', `${field} is not a URL`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new ShoalError('bad-request', `${field} must be an http or https URL`);
+}
+
 async function createFetch(d: AdminDeps, req: IncomingMessage, res: ServerResponse) {
   const body = (await readJsonBody(req, 33 << 20)) as { [K in keyof CreateFetch]?: unknown } | null;
-  const usage = 'body must be {manifestUrl: string}, {channelUrl: string} or {manifest: object}';
+  const usage = 'body must be {manifestUrl: string}, {channelUrl: string}, {manifest: object} or {url: string, sha256: hex, size?: number}';
   if (!body || typeof body !== 'object') throw new ShoalError('bad-request', usage);
   let job;
   const now = body.ignoreOriginWindow === true ? { ignoreOriginWindow: true } : {};
-  if (typeof body.manifestUrl === 'string' && body.channelUrl === undefined && body.manifest === undefined) job = d.fetches.create({ manifestUrl: body.manifestUrl, ...now });
+  if (body.url !== undefined || body.sha256 !== undefined) {
+    if (typeof body.url !== 'string' || typeof body.sha256 !== 'string' || body.manifestUrl !== undefined || body.channelUrl !== undefined || body.manifest !== undefined) throw new ShoalError('bad-request', usage);
+    checkHttpUrl(body.url, 'url');
+    if (!/^[0-9a-f]{64}$/.test(body.sha256)) throw new ShoalError('bad-request', 'sha256 must be 64 lowercase hex characters');
+    if (body.size !== undefined && (typeof body.size !== 'number' || !Number.isSafeInteger(body.size) || body.size < 0)) throw new ShoalError('bad-request', 'size must be a non-negative integer');
+    job = d.fetches.create({ byHash: { url: body.url, sha256: body.sha256, ...(body.size !== undefined ? { size: body.size } : {}) }, ...now });
+  } else if (typeof body.manifestUrl === 'string' && body.channelUrl === undefined && body.manifest === undefined) job = d.fetches.create({ manifestUrl: body.manifestUrl, ...now });
   else if (typeof body.channelUrl === 'string' && body.manifestUrl === undefined && body.manifest === undefined) job = d.fetches.create({ channelUrl: body.channelUrl, ...now });
   else if (body.manifest && typeof body.manifest === 'object' && body.manifestUrl === undefined && body.channelUrl === undefined) job = d.fetches.create({ manifest: Buffer.from(JSON.stringify(body.manifest)), ...now });
   else throw new ShoalError('bad-request', usage);
@@ -259,23 +298,5 @@ async function artifactFile(d: AdminDeps, name: string, version: string, filePat
   if (!file) throw new ShoalError('not-found', `no file ${filePath} in ${name} ${version}`);
   const blob = d.store.get(file.sha256);
   if (!blob || !blob.complete) throw new ShoalError('not-found', `${filePath} of ${name} ${version} is not (completely) cached`);
-  let start = 0;
-  let end = blob.size - 1;
-  const headers: http.OutgoingHttpHeaders = { 'content-type': 'application/octet-stream', 'accept-ranges': 'bytes', etag: `"${file.sha256}"`, 'x-shoal-sha256': file.sha256 };
-  let status = 200;
-  if (req.headers.range !== undefined && blob.size > 0) {
-    const r = parseRange(req.headers.range, blob.size);
-    if (r === undefined) throw new ShoalError('bad-request', 'Range must be one "bytes=a-b" range');
-    if (r === 'unsatisfiable') {
-      res.writeHead(416, { 'content-range': `bytes */${blob.size}` });
-      return void res.end();
-    }
-    ({ start, end } = r);
-    status = 206;
-    headers['content-range'] = `bytes ${start}-${end}/${blob.size}`;
-  }
-  headers['content-length'] = blob.size === 0 ? 0 : end - start + 1;
-  res.writeHead(status, headers);
-  if (req.method === 'HEAD' || blob.size === 0) return void res.end();
-  await pipeline(blob.openRead(start, end), res).catch(() => res.destroy());
+  await serveBlob(blob, req, res);
 }

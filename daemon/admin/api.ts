@@ -7,6 +7,11 @@ import type { DownloadProgress } from '../swarm/downloader.js';
 export interface FetchStatus {
   id: string;
   state: 'resolving' | 'running' | 'done' | 'failed' | 'cancelled';
+  /** native: a signed manifest; url: a plain URL with a known SHA-256. */
+  kind: 'native' | 'url';
+  /** kind url: the URL and the SHA-256 it was asked with. */
+  url?: string;
+  sha256?: string;
   manifestUrl?: string;
   channelUrl?: string;
   channel?: string;
@@ -24,11 +29,14 @@ export interface FetchStatus {
   finishedAt?: string;
 }
 
-/** POST /api/v1/fetches: exactly one of manifestUrl, channelUrl, manifest. */
+/** POST /api/v1/fetches: exactly one of manifestUrl, channelUrl, manifest, or url with sha256 (size optional). */
 export interface CreateFetch {
   manifestUrl?: string;
   channelUrl?: string;
   manifest?: unknown;
+  url?: string;
+  sha256?: string;
+  size?: number;
   ignoreOriginWindow?: boolean;
 }
 

@@ -6,6 +6,7 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { SOFTWARE } from '../peers/wire.js';
+import { KINDS } from '../frontends/content.js';
 
 export type Source = 'origin' | 'peer';
 
@@ -30,7 +31,8 @@ export interface MetricSources {
 
 export class Metrics {
   readonly registry = new Registry();
-  readonly downloadBytes: Counter<'source'>;
+  readonly downloadBytes: Counter<'source' | 'kind'>;
+  readonly localBytes: Counter<'kind'>;
   readonly uploadBytes: Counter;
   readonly chunksVerified: Counter;
   readonly verifyFailures: Counter<'source'>;
@@ -48,7 +50,8 @@ export class Metrics {
 
   constructor(src: MetricSources) {
     const r = [this.registry];
-    this.downloadBytes = new Counter({ name: 'shoal_download_bytes_total', help: 'Verified bytes stored, by where they came from.', labelNames: ['source'], registers: r });
+    this.downloadBytes = new Counter({ name: 'shoal_download_bytes_total', help: 'Verified bytes stored, by where they came from and what asked for them (native, url, apt, oci).', labelNames: ['source', 'kind'], registers: r });
+    this.localBytes = new Counter({ name: 'shoal_local_bytes_total', help: 'Bytes handed to a local client (agent, apt, HTTP) from a blob already complete in the cache, by kind.', labelNames: ['kind'], registers: r });
     this.uploadBytes = new Counter({ name: 'shoal_upload_bytes_total', help: 'Bytes served to peers.', registers: r });
     this.chunksVerified = new Counter({ name: 'shoal_chunks_verified_total', help: 'Chunks that matched the signed manifest and were stored.', registers: r });
     this.verifyFailures = new Counter({ name: 'shoal_chunk_verify_failures_total', help: 'Chunks whose bytes did not match the signed manifest.', labelNames: ['source'], registers: r });
@@ -80,7 +83,11 @@ export class Metrics {
     for (const result of ['ok', 'bad']) this.scrubChunks.inc({ result }, 0);
     new Gauge({ name: 'shoal_build_info', help: 'Build information (always 1).', labelNames: ['version', 'node_version'], registers: r })
       .set({ version: SOFTWARE.split('/')[1]!, node_version: process.version }, 1);
-    for (const s of ['origin', 'peer'] as const) { this.downloadBytes.inc({ source: s }, 0); this.verifyFailures.inc({ source: s }, 0); }
+    for (const s of ['origin', 'peer'] as const) {
+      for (const kind of KINDS) this.downloadBytes.inc({ source: s, kind }, 0);
+      this.verifyFailures.inc({ source: s }, 0);
+    }
+    for (const kind of KINDS) this.localBytes.inc({ kind }, 0);
     collectDefaultMetrics({ register: this.registry });
     // prom-client names these gauges with `_total`, which promtool rightly rejects; the same
     // values stay available, per type, in the nodejs_active_handles/requests/resources gauges.

@@ -18,6 +18,7 @@ import type { DaemonState } from './state.js';
 import type { BlobDownload } from '../swarm/downloader.js';
 import type { Swarm } from '../swarm/swarm.js';
 import type { ArtifactView, FetchStatus } from '../admin/api.js';
+import type { Content } from '../frontends/content.js';
 
 export type { ArtifactView, FetchStatus };
 
@@ -32,20 +33,21 @@ export class FetchJob {
   done!: Promise<void>;
   channel: string | undefined;
   cancelled = false;
-  constructor(public manifestUrl: string | undefined, readonly channelUrl?: string) {}
+  constructor(public manifestUrl: string | undefined, readonly channelUrl?: string, readonly byHash?: UrlRef) {}
 
   status(): FetchStatus {
     const files = this.downloads.map(({ file, download }) => ({
-      path: file.path, blob: file.sha256, size: file.size, chunks: file.chunks.length,
+      path: file.path, blob: file.sha256, size: download.blob.size, chunks: download.blob.chunkCount,
       held: download.blob.heldCount, state: download.state, type: file.type ?? 'file',
     }));
     const bytes = { origin: 0, peer: 0 };
     for (const { download } of this.downloads) { bytes.origin += download.bytes.origin; bytes.peer += download.bytes.peer; }
     const m = this.manifest?.body;
-    const size = m ? m.files.reduce((n, f) => n + f.size, 0) : 0;
-    const held = this.downloads.reduce((n, { file, download }) => n + Math.min(file.size, download.blob.heldCount * file.chunkSize), 0);
+    const size = m ? m.files.reduce((n, f) => n + f.size, 0) : this.downloads.reduce((n, { download }) => n + download.blob.size, 0);
+    const held = this.downloads.reduce((n, { download: { blob } }) => n + Math.min(blob.size, blob.heldCount * blob.chunkSize), 0);
     return {
-      id: this.id, state: this.state,
+      id: this.id, state: this.state, kind: this.byHash ? 'url' : 'native',
+      ...(this.byHash ? { url: this.byHash.url, sha256: this.byHash.sha256 } : {}),
       ...(this.manifestUrl ? { manifestUrl: this.manifestUrl } : {}),
       ...(this.channelUrl ? { channelUrl: this.channelUrl, ...(this.channel ? { channel: this.channel } : {}) } : {}),
       ...(this.manifest ? { manifestId: this.manifest.id, name: m!.name, version: m!.version } : {}),
@@ -64,10 +66,18 @@ export interface StoredManifest {
   body: ManifestBody;
 }
 
+/** A plain URL whose SHA-256 the asker knows (an OTA agent's download). */
+export interface UrlRef {
+  url: string;
+  sha256: string;
+  size?: number;
+}
+
 export interface FetchRequest {
   manifestUrl?: string;
   channelUrl?: string;
   manifest?: Buffer;
+  byHash?: UrlRef;
   /** Use the origin now even outside the origin windows. */
   ignoreOriginWindow?: boolean;
 }
@@ -78,6 +88,7 @@ export interface FetchDeps {
   swarm: Swarm;
   state: DaemonState;
   trustedKeys: PublicKey[];
+  content: Content;
   log: Logger;
   onFinished?(job: FetchJob): void;
 }
@@ -167,12 +178,12 @@ export class FetchManager {
 
   /** Starts a fetch of a manifest (by URL or inline) or of the latest of a channel. Returns at once; poll the job. */
   create(req: FetchRequest): FetchJob {
-    if ([req.manifestUrl, req.manifest, req.channelUrl].filter((x) => x !== undefined).length !== 1) {
-      throw new ShoalError('bad-request', 'give exactly one of manifestUrl, channelUrl or manifest');
+    if ([req.manifestUrl, req.manifest, req.channelUrl, req.byHash].filter((x) => x !== undefined).length !== 1) {
+      throw new ShoalError('bad-request', 'give exactly one of manifestUrl, channelUrl, manifest, or url with sha256');
     }
-    const job = new FetchJob(req.manifestUrl, req.channelUrl);
+    const job = new FetchJob(req.manifestUrl, req.channelUrl, req.byHash);
     this.jobs.set(job.id, job);
-    job.done = this.run(job, req).finally(() => {
+    job.done = (req.byHash ? this.runByHash(job, req.byHash, !!req.ignoreOriginWindow) : this.run(job, req)).finally(() => {
       job.finishedAt = new Date();
       this.d.onFinished?.(job);
     });
@@ -220,11 +231,32 @@ export class FetchManager {
       job.state = 'done';
       this.d.log('info', 'fetch done', { job: job.id, name: v.body.name, version: v.body.version, ...job.status().bytes });
     } catch (e) {
-      job.state = job.cancelled ? 'cancelled' : 'failed';
-      job.error = job.cancelled ? new ShoalError('aborted', 'cancelled by request') : isShoalError(e) ? e : new ShoalError('internal', (e as Error).message);
-      this.d.log('warn', 'fetch failed', { job: job.id, code: job.error.code, error: job.error.message });
-      throw job.error;
+      throw this.failed(job, e);
     }
+  }
+
+  /** A URL with a known SHA-256: one learned blob, fetched once per site, proven whole before it is done. */
+  private async runByHash(job: FetchJob, ref: UrlRef, override: boolean) {
+    try {
+      job.state = 'running';
+      const { blob, download } = await this.d.content.acquire({ sha256: ref.sha256, ...(ref.size !== undefined ? { size: ref.size } : {}), urls: [ref.url], kind: 'url' }, { override });
+      // A local hit is a download with nothing to do: the job looks the same either way.
+      const dl = download ?? (await this.d.swarm.download({ sha256: blob.sha256, size: blob.size, chunkSize: blob.chunkSize, chunks: blob.chunks }, [ref.url], 'url'));
+      const name = new URL(ref.url).pathname.split('/').filter(Boolean).pop() ?? blob.sha256;
+      job.downloads.push({ file: { path: name, size: blob.size, sha256: blob.sha256, chunkSize: blob.chunkSize, chunks: [], urls: [ref.url] }, download: dl });
+      await dl.done;
+      job.state = 'done';
+      this.d.log('info', 'fetch done', { job: job.id, url: ref.url, sha256: ref.sha256, ...job.status().bytes });
+    } catch (e) {
+      throw this.failed(job, e);
+    }
+  }
+
+  private failed(job: FetchJob, e: unknown): ShoalError {
+    job.state = job.cancelled ? 'cancelled' : 'failed';
+    job.error = job.cancelled ? new ShoalError('aborted', 'cancelled by request') : isShoalError(e) ? e : new ShoalError('internal', (e as Error).message);
+    this.d.log('warn', 'fetch failed', { job: job.id, code: job.error.code, error: job.error.message });
+    return job.error;
   }
 
   get(id: string): FetchJob | undefined {

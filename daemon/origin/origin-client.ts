@@ -82,6 +82,25 @@ export class OriginClient {
   }
 
   /** This URL answered a range request with the whole body: read it once, whole, not range by range. */
+  /** The size of the file at url, from a HEAD (for a blob asked for by hash and URL alone). */
+  async probeSize(url: string, signal?: AbortSignal): Promise<number> {
+    checkUrl(url);
+    const release = await this.sem.acquire(signal);
+    try {
+      return await this.retrying(url, signal, 3, async () => {
+        const res = await this.dispatcher.request({ ...target(url), method: 'HEAD', ...(signal ? { signal } : {}), headers: { 'accept-encoding': 'identity' } });
+        this.opts.onResponse?.(res.statusCode);
+        discard(res.body);
+        if (res.statusCode !== 200) throw httpError(url, res.statusCode);
+        const n = Number(res.headers['content-length']);
+        if (!Number.isSafeInteger(n) || n < 0) throw new ShoalError('origin-error', `${url}: HEAD gave no usable Content-Length; give the size`);
+        return n;
+      });
+    } finally {
+      release();
+    }
+  }
+
   ignoresRange(url: string): boolean {
     return this.noRange.has(url);
   }

@@ -140,7 +140,7 @@ async function have(d: PeerServerDeps, shares: Shares, id: string, url: URL, req
   }
   const n = blob.chunkCount;
   const body: HaveBody = {
-    blob: id, seq: seq(), chunks: n, complete: blob.complete, bitmap: packBits(n, (i) => !!blob.have[i]).toString('base64'),
+    blob: id, seq: seq(), chunks: n, complete: blob.complete, bitmap: packBits(n, (i) => blob.servable(i)).toString('base64'),
     ...(d.board.any(id) ? { leasing: packBits(n, (i) => d.board.has(id, i)).toString('base64') } : {}),
   };
   sendJson(res, 200, body);

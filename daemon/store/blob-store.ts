@@ -75,7 +75,9 @@ export class BlobStore {
       if (!validLayout(meta) || meta.sha256 !== sha) throw new Error('meta does not describe this blob');
       const st = await fs.stat(p.data);
       if (st.size !== meta.size) throw new Error(`data file is ${st.size} bytes, expected ${meta.size}`);
-      const journal = await fs.readFile(p.journal).catch(() => Buffer.alloc(0));
+      // An unproven learned blob starts over: its chunk hashes were never more than claims.
+      if (meta.learned) await fs.truncate(p.journal, 0).catch(() => {});
+      const journal = meta.learned ? Buffer.alloc(0) : await fs.readFile(p.journal).catch(() => Buffer.alloc(0));
       // Cut a torn final record off before anything is appended, or every later record would be misaligned.
       if (journal.length % 4 !== 0) await fs.truncate(p.journal, journal.length - (journal.length % 4));
       const indices: number[] = [];
@@ -120,10 +122,19 @@ export class BlobStore {
     return n;
   }
 
-  /** The blob for a manifest file entry, created (sparse, full length) if new. */
+  /**
+   * The blob for a manifest file entry, created (sparse, full length) if new. A learned
+   * layout (only the whole SHA-256 known) takes any cached blob of that hash and size:
+   * the same bytes as a manifest file, a URL, a .deb or an OCI blob are one blob.
+   */
   async ensure(layout: BlobLayout): Promise<Blob> {
     const have = this.blobs.get(layout.sha256);
+    if (have && layout.learned) {
+      if (have.size !== layout.size) throw new ShoalError('inconsistent', `blob ${layout.sha256.slice(0, 12)} is cached with ${have.size} bytes, not ${layout.size}`);
+      return have;
+    }
     if (have) {
+      if (have.unproven) throw new ShoalError('unavailable', `blob ${layout.sha256.slice(0, 12)} is being fetched by its hash alone; ask again when it is complete`);
       if (have.size !== layout.size || have.chunkSize !== layout.chunkSize || have.chunks.some((c, i) => c !== layout.chunks[i])) {
         throw new ShoalError('inconsistent', `blob ${layout.sha256.slice(0, 12)} is cached with a different chunk layout`);
       }
@@ -153,7 +164,9 @@ export class BlobStore {
       }
       await fs.writeFile(p.journal, Buffer.alloc(0));
       // The meta goes last: without it, a crash leaves files the next start deletes.
-      const meta: Meta = { sha256: layout.sha256, size: layout.size, chunkSize: layout.chunkSize, chunks: layout.chunks };
+      const meta: Meta = layout.learned
+        ? { sha256: layout.sha256, size: layout.size, chunkSize: layout.chunkSize, chunks: [], learned: true }
+        : { sha256: layout.sha256, size: layout.size, chunkSize: layout.chunkSize, chunks: layout.chunks };
       await writeFileAtomic(p.meta, JSON.stringify(meta));
       const blob = await this.openBlob(meta);
       this.blobs.set(layout.sha256, blob);
@@ -227,8 +240,30 @@ export class BlobStore {
     const b = this.blobs.get(sha);
     if (!b) throw new ShoalError('not-found', `blob ${sha} is not cached`);
     b.setPinned(pinned);
-    const layout: Meta = { sha256: b.sha256, size: b.size, chunkSize: b.chunkSize, chunks: b.chunks, pinned };
-    await writeFileAtomic(this.paths(sha).meta, JSON.stringify(layout));
+    await this.writeMeta(b);
+  }
+
+  private async writeMeta(b: Blob) {
+    const meta: Meta = b.unproven
+      ? { sha256: b.sha256, size: b.size, chunkSize: b.chunkSize, chunks: [], learned: true, pinned: b.pinned }
+      : { sha256: b.sha256, size: b.size, chunkSize: b.chunkSize, chunks: b.chunks, pinned: b.pinned };
+    await writeFileAtomic(this.paths(b.sha256).meta, JSON.stringify(meta));
+  }
+
+  /**
+   * The proof of a learned blob, once every chunk is durable: the data file hashed end to
+   * end against the blob's SHA-256. On a match the learned chunk hashes are persisted
+   * (temp + fsync + rename) and the blob becomes an ordinary, complete one; on a mismatch
+   * nothing changes and false is returned (the downloader finds the bad chunks).
+   */
+  async prove(b: Blob): Promise<boolean> {
+    if (!b.unproven) return b.complete;
+    if (!b.allDurable) return false;
+    const digest = await this.hasher.digestFile(b.dataPath, 0, b.size).catch(() => undefined);
+    if (digest !== b.sha256 || !b.allDurable || b.closed) return false;
+    await writeFileAtomic(this.paths(b.sha256).meta, JSON.stringify({ sha256: b.sha256, size: b.size, chunkSize: b.chunkSize, chunks: b.chunks, pinned: b.pinned } satisfies Meta));
+    b.proven();
+    return true;
   }
 
   /**
@@ -260,6 +295,8 @@ function validLayout(m: Partial<BlobLayout>): m is BlobLayout {
   return typeof m.sha256 === 'string' && HEX64_RE.test(m.sha256)
     && Number.isSafeInteger(m.size) && m.size! >= 0
     && Number.isSafeInteger(m.chunkSize) && m.chunkSize! > 0
-    && Array.isArray(m.chunks) && m.chunks.length === chunkCount(m.size!, m.chunkSize!)
-    && m.chunks.every((c) => typeof c === 'string' && HEX64_RE.test(c));
+    && Array.isArray(m.chunks)
+    && (m.learned === true
+      ? m.chunks.length === 0 || (m.chunks.length === chunkCount(m.size!, m.chunkSize!) && m.chunks.every((c) => c === '' || (typeof c === 'string' && HEX64_RE.test(c))))
+      : m.chunks.length === chunkCount(m.size!, m.chunkSize!) && m.chunks.every((c) => typeof c === 'string' && HEX64_RE.test(c)));
 }

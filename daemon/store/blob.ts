@@ -22,7 +22,14 @@ export interface BlobLayout {
   sha256: string;
   size: number;
   chunkSize: number;
+  /** Per-chunk SHA-256; '' where not known yet (a learned blob). */
   chunks: string[];
+  /**
+   * Content-addressed: no signed chunk list, only the whole SHA-256 (a URL, a .deb, an
+   * OCI blob). Chunk hashes are learned as bytes arrive, and the blob is complete only
+   * once the whole file matches `sha256` (docs/content-addressed.md).
+   */
+  learned?: boolean;
 }
 
 /** Timing and sizes of the group commit, injectable for tests. */
@@ -47,6 +54,10 @@ export class Blob extends EventEmitter {
   readonly chunks: string[];
   /** One byte per chunk: 1 = verified and servable. Read-only outside this class. */
   readonly have: Uint8Array;
+  /** Chunk hashes are still learned (not yet proven by the whole-file hash). */
+  private learning: boolean;
+  /** Learned blobs: chunks this daemon fetched from the origin itself (the only ones it shares before the proof). */
+  private witnessed: Uint8Array;
   private state = { held: 0, seq: 0, pinned: false, readers: 0, writers: 0, lastAccess: Date.now(), failed: undefined as ShoalError | undefined, closed: false };
 
   get heldCount(): number { return this.state.held; }
@@ -83,19 +94,61 @@ export class Blob extends EventEmitter {
     this.sha256 = layout.sha256;
     this.size = layout.size;
     this.chunkSize = layout.chunkSize;
-    this.chunks = layout.chunks;
-    this.have = new Uint8Array(layout.chunks.length);
-    this.durable = new Uint8Array(layout.chunks.length);
-    this.confirmed = new Uint8Array(layout.chunks.length);
+    this.learning = !!layout.learned;
+    this.chunks = this.learning ? Array.from({ length: Math.ceil(layout.size / layout.chunkSize) }, (_, i) => layout.chunks[i] ?? '') : layout.chunks;
+    this.witnessed = new Uint8Array(this.learning ? this.chunks.length : 0);
+    this.have = new Uint8Array(this.chunks.length);
+    this.durable = new Uint8Array(this.chunks.length);
+    this.confirmed = new Uint8Array(this.chunks.length);
   }
 
   get chunkCount() {
     return this.chunks.length;
   }
 
-  /** Every chunk is verified and durable. */
+  /** Every chunk is verified and durable (and a learned blob proven whole). */
   get complete(): boolean {
+    return this.allDurable && !this.learning;
+  }
+
+  /** Every chunk is held and durable; a learned blob still awaits its whole-file proof. */
+  get allDurable(): boolean {
     return this.durableCount === this.chunkCount && this.heldCount === this.chunkCount && !this.failed;
+  }
+
+  /** Chunk hashes are learned, not yet proven by the whole-file hash. */
+  get unproven(): boolean {
+    return this.learning;
+  }
+
+  /**
+   * Whether chunk i may be served to a peer: any verified chunk of a proven blob; of an
+   * unproven one only what this daemon fetched from the origin itself, so a lie it
+   * received is never passed on as if it were its own.
+   */
+  servable(i: number): boolean {
+    return !!this.have[i] && (!this.learning || !!this.witnessed[i]);
+  }
+
+  /** The whole file matched its SHA-256: the learned chunk hashes are now the blob's (the store persisted them). */
+  proven() {
+    if (!this.learning) return;
+    this.learning = false;
+    this.changed();
+    if (this.complete) this.emit('complete');
+  }
+
+  /** Resolves when every chunk is held and durable (for a learned blob: ready for its proof). */
+  whenAllDurable(): Promise<void> {
+    if (this.allDurable) return Promise.resolve();
+    if (this.failed) return Promise.reject(this.failed);
+    return new Promise<void>((resolve, reject) => {
+      const onDone = () => { if (this.allDurable) { cleanup(); resolve(); } };
+      const onFail = (e: Error) => { cleanup(); reject(e); };
+      const cleanup = () => { this.off('durable', onDone); this.off('failed', onFail); };
+      this.on('durable', onDone);
+      this.on('failed', onFail);
+    });
   }
 
   chunkRange(i: number): { start: number; end: number } {
@@ -120,9 +173,9 @@ export class Blob extends EventEmitter {
     this.state.seq++;
   }
 
-  hasRange(start: number, endInclusive: number): boolean {
+  hasRange(start: number, endInclusive: number, servable = false): boolean {
     if (start < 0 || endInclusive >= this.size || start > endInclusive) return false;
-    for (let i = Math.floor(start / this.chunkSize); i <= Math.floor(endInclusive / this.chunkSize); i++) if (!this.have[i]) return false;
+    for (let i = Math.floor(start / this.chunkSize); i <= Math.floor(endInclusive / this.chunkSize); i++) if (servable ? !this.servable(i) : !this.have[i]) return false;
     return true;
   }
 
@@ -130,18 +183,23 @@ export class Blob extends EventEmitter {
    * The only way bytes enter the cache: hashes `data` against the expected
    * chunk hash and writes it. The chunk can be served at once; it is
    * journaled — held across restarts — only after a batched fdatasync has
-   * made it durable. Resolves when `data` may be reused.
+   * made it durable. Resolves when `data` may be reused. A learned blob's
+   * unknown chunk takes the hash of its bytes (`fromOrigin`: this daemon is
+   * its witness).
    */
-  async writeChunk(i: number, data: Buffer): Promise<'stored' | 'already'> {
+  async writeChunk(i: number, data: Buffer, fromOrigin = false): Promise<'stored' | 'already'> {
     if (this.closed) throw new ShoalError('aborted', 'blob was closed');
     if (this.failed) throw this.failed;
     if (!Number.isInteger(i) || i < 0 || i >= this.chunkCount) throw new ShoalError('bad-request', `chunk ${i} out of range`);
     if (data.length !== this.chunkLength(i)) throw new ShoalError('chunk-mismatch', `chunk ${i}: got ${data.length} bytes, expected ${this.chunkLength(i)}`);
     const digest = await this.hasher.digest(data);
-    if (digest !== this.chunks[i]) throw new ShoalError('chunk-mismatch', `chunk ${i} of ${this.sha256.slice(0, 12)}: SHA-256 differs from the expected hash`);
+    const learn = this.learning && this.chunks[i] === '';
+    if (!learn && digest !== this.chunks[i]) throw new ShoalError('chunk-mismatch', `chunk ${i} of ${this.sha256.slice(0, 12)}: SHA-256 differs from the expected hash`);
     if (this.closed) throw new ShoalError('aborted', 'blob was closed');
     if (this.have[i] || this.writing.has(i)) return 'already';
+    if (this.learning && this.chunks[i] !== '' && digest !== this.chunks[i]) return 'already';
     this.writing.add(i);
+    if (learn) this.chunks[i] = digest;
     this.state.writers++;
     const { start } = this.chunkRange(i);
     try {
@@ -151,12 +209,14 @@ export class Blob extends EventEmitter {
         off += bytesWritten;
       }
     } catch (e) {
+      if (learn) this.chunks[i] = '';
       throw fromSystemError(e, `writing chunk ${i} of blob ${this.sha256.slice(0, 12)}`);
     } finally {
       this.writing.delete(i);
       this.state.writers--;
     }
     if (this.closed) return 'already';
+    if (this.learning && fromOrigin) this.witnessed[i] = 1;
     this.have[i] = 1;
     this.confirmed[i] = 1;
     this.state.held++;
@@ -195,7 +255,8 @@ export class Blob extends EventEmitter {
       const rec = Buffer.alloc(live.length * 4);
       live.forEach((idx, k) => rec.writeUInt32LE(idx, k * 4));
       await this.journal.write(rec);
-      for (const idx of live) { this.durable[idx] = 1; this.durableCount++; }
+      for (const idx of live) if (!this.durable[idx]) { this.durable[idx] = 1; this.durableCount++; }
+      if (this.allDurable) this.emit('durable');
       if (this.complete) this.emit('complete');
     } catch (e) {
       // The bytes may not be on disk: stop serving them and fail the blob.
@@ -241,9 +302,9 @@ export class Blob extends EventEmitter {
     return p;
   }
 
-  /** Confirms every chunk of bytes [start, end] before they are served; false if any is not (or no longer) held. */
+  /** Confirms every chunk of bytes [start, end] before they are served; false if any is not (or no longer) held and servable. */
   async confirmRange(start: number, endInclusive: number): Promise<boolean> {
-    if (!this.hasRange(start, endInclusive)) return false;
+    if (!this.hasRange(start, endInclusive, true)) return false;
     const first = Math.floor(start / this.chunkSize);
     const last = Math.floor(endInclusive / this.chunkSize);
     const checks: Promise<boolean>[] = [];
@@ -269,6 +330,7 @@ export class Blob extends EventEmitter {
     for (const i of gone) {
       this.have[i] = 0;
       this.confirmed[i] = 0;
+      if (this.learning) { this.chunks[i] = ''; this.witnessed[i] = 0; }
       this.state.held--;
       if (this.durable[i]) { this.durable[i] = 0; this.durableCount--; }
     }

@@ -15,6 +15,7 @@ import type { Peer } from '../peers/peer-table.js';
 import type { SwarmContext } from './swarm.js';
 import { checkGrant } from './grant-check.js';
 import type { Timer } from '../common/clock.js';
+import type { Kind } from '../frontends/content.js';
 
 /** The download loop's timing, from the swarm (tests shorten it on a fake clock). */
 export interface DownloadTiming {
@@ -102,8 +103,12 @@ export class BlobDownload extends EventEmitter {
   override = false;
   waiting: 'origin-window' | undefined;
 
-  constructor(private ctx: SwarmContext, readonly blob: Blob, private urls: string[]) {
+  /** A learned blob: which peer supplied each chunk (undefined: the origin, or held before). */
+  private suppliedBy: (string | undefined)[] | undefined;
+
+  constructor(private ctx: SwarmContext, readonly blob: Blob, private urls: string[], readonly kind: Kind = 'native') {
     super();
+    if (blob.unproven) this.suppliedBy = new Array<string | undefined>(blob.chunkCount);
     this.startedAt = this.lastProgress = ctx.clock.now();
     this.source = new Uint8Array(blob.chunkCount);
     for (let i = 0; i < blob.chunkCount; i++) if (blob.have[i]) this.source[i] = SOURCE.cached;
@@ -208,20 +213,28 @@ export class BlobDownload extends EventEmitter {
       await this.blob.confirmHeld();
       for (let i = 0; i < this.blob.chunkCount; i++) if (!this.blob.have[i]) this.source[i] = SOURCE.none;
       for (const p of this.ctx.table.usable()) this.startPoller(p);
-      while (this.blob.heldCount < this.blob.chunkCount) {
-        this.abort.signal.throwIfAborted();
-        if (this.fatal) throw this.fatal;
-        this.schedule();
-        await new Promise<void>((resolve) => {
-          const t = this.ctx.clock.setTimeout(() => { this.wakeUp = undefined; resolve(); }, this.ctx.timing.tickMs);
-          t.unref?.();
-          this.wakeUp = () => { this.ctx.clock.clearTimeout(t); resolve(); };
-        });
-        // Nothing in flight and nothing stored for that long. A transfer in flight is bounded by
-        // its own checks: a peer's by the stall check, an origin body by the rate floor.
-        if (this.ctx.clock.now() - this.lastProgress > this.ctx.config.noProgressTimeoutMs && this.inflight.size === 0) {
-          throw new ShoalError('unavailable', `no source for blob ${this.blob.sha256.slice(0, 12)}: no peer holds the missing chunks and the origin failed or is unset`);
+      for (;;) {
+        while (this.blob.heldCount < this.blob.chunkCount) {
+          this.abort.signal.throwIfAborted();
+          if (this.fatal) throw this.fatal;
+          this.schedule();
+          await new Promise<void>((resolve) => {
+            const t = this.ctx.clock.setTimeout(() => { this.wakeUp = undefined; resolve(); }, this.ctx.timing.tickMs);
+            t.unref?.();
+            this.wakeUp = () => { this.ctx.clock.clearTimeout(t); resolve(); };
+          });
+          // Nothing in flight and nothing stored for that long. A transfer in flight is bounded by
+          // its own checks: a peer's by the stall check, an origin body by the rate floor.
+          if (this.ctx.clock.now() - this.lastProgress > this.ctx.config.noProgressTimeoutMs && this.inflight.size === 0) {
+            throw new ShoalError('unavailable', `no source for blob ${this.blob.sha256.slice(0, 12)}: no peer holds the missing chunks and the origin failed or is unset`);
+          }
         }
+        if (!this.blob.unproven) break;
+        // A learned blob: every chunk is in; the whole file must match its SHA-256 before it counts.
+        await this.blob.whenAllDurable();
+        if (await this.ctx.store.prove(this.blob)) break;
+        if (this.abort.signal.aborted || this.blob.closed) continue;
+        await this.blame();
       }
       await this.blob.whenComplete();
       this.state = 'done';
@@ -285,8 +298,9 @@ export class BlobDownload extends EventEmitter {
 
   private stored(i: number, bytes: number, from: 'origin' | 'peer', peerId?: string) {
     this.bytes[from] += bytes;
+    if (this.suppliedBy) this.suppliedBy[i] = from === 'peer' ? peerId : undefined;
     this.source[i] = from === 'origin' ? SOURCE.origin : SOURCE.peer;
-    this.ctx.stats.stored(from, bytes, peerId);
+    this.ctx.stats.stored(from, bytes, peerId, this.kind);
     this.lastProgress = this.ctx.clock.now();
     this.starvingSince = undefined;
   }
@@ -397,7 +411,7 @@ export class BlobDownload extends EventEmitter {
       // is shared by every request we have open to it.
       const floor = this.ctx.config.minPeerBytesPerSec / Math.max(1, this.perPeer.get(p.id) ?? 1);
       await this.ctx.client.range(p, this.blob.sha256, start, end - 1, lease.buf, this.abort.signal, floor);
-      if ((await this.blob.writeChunk(i, lease.buf)) === 'stored') this.stored(i, lease.buf.length, 'peer', p.id);
+      if ((await this.blob.writeChunk(i, lease.buf, false)) === 'stored') this.stored(i, lease.buf.length, 'peer', p.id);
     } catch (e) {
       if (this.abort.signal.aborted) return;
       const verdict = peerVerdict(e);
@@ -535,7 +549,7 @@ export class BlobDownload extends EventEmitter {
       // A body read whole brings every chunk between ours too: keep those no one here has or fetches.
       const span = whole ? spanOf(chunks).filter((c) => remaining.has(c) || (!this.blob.have[c] && !this.inflight.has(c))) : chunks;
       const assembler = new ChunkAssembler(this.blob, span, lease.buf, async (c, buf) => {
-        if ((await this.blob.writeChunk(c, buf)) === 'stored') this.stored(c, buf.length, 'origin');
+        if ((await this.blob.writeChunk(c, buf, true)) === 'stored') this.stored(c, buf.length, 'origin');
         this.lastProgress = this.ctx.clock.now();
         remaining.delete(c);
         done.push(c);
@@ -583,5 +597,67 @@ export class BlobDownload extends EventEmitter {
       void this.lease({ done, release: [...remaining] }, AbortSignal.timeout(2000));
       this.wake();
     }
+  }
+
+  // ---- the proof of a learned blob ----
+
+  /**
+   * The whole file does not match its SHA-256: some chunk is wrong, and a chunk's hash
+   * was only ever its supplier's claim. Each peer's chunks, one peer at a time, are read
+   * again from the origin (ranged) and compared; a peer whose bytes differ is banned
+   * and its chunks replaced by the origin's. With no peer to blame, the origin's own
+   * bytes do not match the hash: nothing is kept (blob-mismatch).
+   */
+  private async blame() {
+    const byPeer = new Map<string, number[]>();
+    this.suppliedBy!.forEach((id, c) => { if (id !== undefined && this.blob.have[c]) byPeer.set(id, [...(byPeer.get(id) ?? []), c]); });
+    const sha = this.blob.sha256.slice(0, 12);
+    // Cheapest suspects first: whoever supplied the fewest chunks is read again first.
+    for (const [id, chunks] of [...byPeer].sort((a, b) => a[1].length - b[1].length)) {
+      const bad = await this.recheckFromOrigin(chunks);
+      for (const c of chunks) this.suppliedBy![c] = undefined;
+      if (!bad.length) continue;
+      this.ctx.stats.verifyFailure('peer');
+      this.ctx.table.ban(id, this.ctx.config.banMs, `supplied ${bad.length} chunk(s) of ${sha} that differ from the origin's bytes`);
+      this.ctx.log('warn', 'a peer supplied false chunks of a content-addressed blob: banned, chunks replaced from the origin', { blob: sha, peer: id, chunks: bad.length });
+      return;
+    }
+    await this.ctx.store.remove(this.blob.sha256).catch(() => {});
+    throw new ShoalError('blob-mismatch', `blob ${sha}: the origin's bytes do not match the SHA-256 ${this.blob.sha256}; nothing was kept`);
+  }
+
+  /** Reads chunks from the origin and replaces those whose stored bytes differ; returns the replaced ones. */
+  private async recheckFromOrigin(chunks: number[]): Promise<number[]> {
+    const bad: number[] = [];
+    const lease = await this.ctx.buffers.acquire(this.blob.chunkSize, this.abort.signal);
+    try {
+      for (const c of chunks) {
+        const { start, end } = this.blob.chunkRange(c);
+        const buf = lease.buf.subarray(0, end - start);
+        let off = 0;
+        let lastError: unknown;
+        for (const url of this.urls) {
+          try {
+            off = 0;
+            await this.ctx.origin.fetchRange(url, start, end - 1, (b) => { b.copy(buf, off); off += b.length; }, this.abort.signal);
+            lastError = undefined;
+            break;
+          } catch (e) {
+            lastError = e;
+            if (this.abort.signal.aborted) throw e;
+          }
+        }
+        if (lastError) throw isShoalError(lastError) ? lastError : new ShoalError('origin-error', String(lastError));
+        this.bytes.origin += buf.length;
+        if ((await this.ctx.store.hasher.digest(buf)) === this.blob.chunks[c]) continue;
+        bad.push(c);
+        await this.blob.drop([c], 'changed-on-disk');
+        await this.blob.writeChunk(c, buf, true);
+        this.source[c] = SOURCE.origin;
+      }
+    } finally {
+      lease.release();
+    }
+    return bad;
   }
 }

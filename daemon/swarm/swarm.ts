@@ -16,10 +16,11 @@ import { LeaseBoard } from './lease-board.js';
 import { MAX_LEASE_LIST } from '../peers/wire.js';
 import type { PeerClient } from '../peers/peer-client.js';
 import type { PeerTable } from '../peers/peer-table.js';
+import type { Kind } from '../frontends/content.js';
 
 export interface SwarmStats {
   /** A verified chunk of `bytes` was stored; it came from `source` (peer id when from a peer). */
-  stored(source: 'origin' | 'peer', bytes: number, peerId?: string): void;
+  stored(source: 'origin' | 'peer', bytes: number, peerId: string | undefined, kind: Kind): void;
   verifyFailure(source: 'origin' | 'peer'): void;
   /** A coordinator proved unreliable for a blob and was skipped. */
   distrusted(): void;
@@ -35,7 +36,7 @@ export interface SwarmContext {
   log: Logger;
   clock: Clock;
   timing: DownloadTiming;
-  store: Pick<BlobStore, 'hold'>;
+  store: Pick<BlobStore, 'hold' | 'prove' | 'remove' | 'hasher'>;
   table: Pick<PeerTable, 'usable' | 'get' | 'isBanned' | 'on' | 'off' | 'ban' | 'markDown' | 'memberIds'>;
   client: Pick<PeerClient, 'have' | 'range' | 'lease'>;
   origin: Pick<OriginClient, 'fetchRange' | 'ignoresRange'>;
@@ -85,14 +86,14 @@ export class Swarm {
     base.table.on('ban', (p) => this.coordinator.dropHolder(p.id));
   }
 
-  /** Starts (or joins) the download of a blob; resolves with the download handle. */
-  async download(layout: BlobLayout, urls: string[]): Promise<BlobDownload> {
+  /** Starts (or joins) the download of a blob; resolves with the download handle. `kind`: who asked first (savings figures). */
+  async download(layout: BlobLayout, urls: string[], kind: Kind = 'native'): Promise<BlobDownload> {
     const running = this.downloads.get(layout.sha256);
     if (running && running.state === 'running') return running;
     const blob = await this.store.ensure(layout);
     const again = this.downloads.get(layout.sha256);
     if (again && again.state === 'running') return again;
-    const d = new BlobDownload(this.ctx, blob, urls);
+    const d = new BlobDownload(this.ctx, blob, urls, kind);
     this.downloads.set(layout.sha256, d);
     return d;
   }
