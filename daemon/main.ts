@@ -15,6 +15,7 @@ import { TokenBucket } from './common/limits.js';
 import { createLogger, type Logger } from './common/log.js';
 import type { Config } from './config/config.js';
 import { Content } from './frontends/content.js';
+import { createAptProxy, type AptProxy } from './apt/proxy.js';
 import { FetchManager } from './fetch/fetches.js';
 import { DaemonState } from './fetch/state.js';
 import { OriginClient } from './origin/origin-client.js';
@@ -50,7 +51,7 @@ export interface Daemon {
 const LIVE_KEYS: Array<keyof Config> = ['originMaxBytesPerSec', 'uploadMaxBytesPerSec', 'originWindows', 'uploadSchedule', 'trustedKeys', 'threshold',
   'channels', 'channelCron', 'channelJitterMs', 'gcCron', 'scrubCron', 'scrubMaxBytesPerSec', 'cacheHighWatermark', 'cacheLowWatermark', 'cacheMaxBytes',
   'logLevel', 'banMs', 'minPeerBytesPerSec'];
-const RESTART_KEYS: Array<keyof Config> = ['peerListen', 'adminListen', 'cacheDir', 'discovery', 'interfaces', 'siteId', 'siteSecret'];
+const RESTART_KEYS: Array<keyof Config> = ['peerListen', 'adminListen', 'aptListen', 'aptKeyrings', 'cacheDir', 'discovery', 'interfaces', 'siteId', 'siteSecret'];
 
 /** Under systemd (Type=notify, NotifyAccess=all): Node has no datagram unix sockets, so systemd-notify says READY=1. */
 function notifySystemd(log: Logger) {
@@ -72,6 +73,17 @@ function listener(name: string, key: string, server: http.Server, bind: () => Pr
     }),
     stop: () => { server.close(); server.closeAllConnections(); },
   };
+}
+
+/** The keyring files under the configured paths (files, or folders of *.gpg / *.asc), at most 256. */
+async function keyringFiles(paths: string[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const p of paths) {
+    const st = await fs.stat(p).catch(() => undefined);
+    if (st?.isFile()) out.push(p);
+    else if (st?.isDirectory()) for (const f of (await fs.readdir(p).catch(() => [])).sort()) if (/\.(gpg|asc)$/.test(f)) out.push(path.join(p, f));
+  }
+  return out.slice(0, 256);
 }
 
 function dirError(key: string, dir: string, e: unknown): ShoalError {
@@ -184,13 +196,23 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
     onUpload: (n) => metrics.uploadBytes.inc(n),
     ...(auth ? { authenticate: (req: import('node:http').IncomingMessage) => void auth.verify(req) } : {}),
   });
-  const ports = { peer: 0, admin: 0 };
+  const ports = { peer: 0, admin: 0, apt: 0 };
   let ready = false;
   life.add(listener('peer listener', `peerListen ${config.peerListen.host}:${config.peerListen.port}`, peerServer, async () => { ports.peer = await listen(peerServer, config.peerListen.host, config.peerListen.port); }));
 
   const adminDeps: AdminDeps = { selfId, site: config.siteId, fetches, table, swarm, store, content, log, metrics, ready: () => ready, peerPort: () => ports.peer, eventStreams: { open: 0 } };
   const adminServer = createAdminServer(adminDeps, { browserGuard: true });
   life.add(listener('admin listener', `adminListen ${config.adminListen.host}:${config.adminListen.port}`, adminServer, async () => { ports.admin = await listen(adminServer, config.adminListen.host, config.adminListen.port); }));
+  let aptProxy: AptProxy | undefined;
+  if (config.aptListen) {
+    const at = config.aptListen;
+    aptProxy = createAptProxy({
+      content, origin, log, keyrings: () => keyringFiles(config.aptKeyrings),
+      counted: (how, bytes) => (how === 'local' ? metrics.localBytes : metrics.unsharedBytes).inc({ kind: 'apt' }, bytes),
+    });
+    const server = aptProxy.server;
+    life.add(listener('apt proxy', `aptListen ${at.host}:${at.port}`, server, async () => { ports.apt = await listen(server, at.host, at.port); }));
+  }
   if (config.agentSocket) {
     const sock = config.agentSocket;
     const socketServer = createAdminServer(adminDeps);
@@ -219,7 +241,7 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
   life.add({ name: 'readiness', start: () => { ready = true; notifySystemd(log); }, stop: () => { ready = false; } });
 
   await life.start();
-  log.notice('shoald ready', { peerId: selfId, peerPort: ports.peer, adminPort: ports.admin, site: config.siteId, cacheDir: config.cacheDir });
+  log.notice('shoald ready', { peerId: selfId, peerPort: ports.peer, adminPort: ports.admin, ...(ports.apt ? { aptPort: ports.apt } : {}), site: config.siteId, cacheDir: config.cacheDir });
 
   return {
     peerId: selfId, peerPort: ports.peer, adminPort: ports.admin, config, metrics, swarm, fetches, table, store, jobs,

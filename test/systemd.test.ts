@@ -56,7 +56,7 @@ print(s.recv(4096).decode().replace('\\n',' '), flush=True)`, notifyPath], { std
   let got = '';
   listener.stdout!.on('data', (d: Buffer) => { got += d.toString(); });
   while (!got.includes('bound')) await new Promise((r) => setTimeout(r, 20));
-  const d = spawn(process.execPath, [path.join(ROOT, 'dist/daemon/shoald.js'), '--peer-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0'], {
+  const d = spawn(process.execPath, [path.join(ROOT, 'dist/daemon/shoald.js'), '--peer-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--apt-listen', '127.0.0.1:0'], {
     env: { ...process.env, STATE_DIRECTORY: state, CACHE_DIRECTORY: cache, RUNTIME_DIRECTORY: runtime, NOTIFY_SOCKET: notifyPath }, stdio: ['ignore', 'pipe', 'pipe'],
   });
   t.teardown(() => d.kill('SIGKILL'));

@@ -33,6 +33,7 @@ export class Metrics {
   readonly registry = new Registry();
   readonly downloadBytes: Counter<'source' | 'kind'>;
   readonly localBytes: Counter<'kind'>;
+  readonly unsharedBytes: Counter<'kind'>;
   readonly uploadBytes: Counter;
   readonly chunksVerified: Counter;
   readonly verifyFailures: Counter<'source'>;
@@ -51,6 +52,7 @@ export class Metrics {
   constructor(src: MetricSources) {
     const r = [this.registry];
     this.downloadBytes = new Counter({ name: 'shoal_download_bytes_total', help: 'Verified bytes stored, by where they came from and what asked for them (native, url, apt, oci).', labelNames: ['source', 'kind'], registers: r });
+    this.unsharedBytes = new Counter({ name: 'shoal_unshared_bytes_total', help: 'Bytes passed from the origin to a local client without a known hash (neither cached nor shared), by kind.', labelNames: ['kind'], registers: r });
     this.localBytes = new Counter({ name: 'shoal_local_bytes_total', help: 'Bytes handed to a local client (agent, apt, HTTP) from a blob already complete in the cache, by kind.', labelNames: ['kind'], registers: r });
     this.uploadBytes = new Counter({ name: 'shoal_upload_bytes_total', help: 'Bytes served to peers.', registers: r });
     this.chunksVerified = new Counter({ name: 'shoal_chunks_verified_total', help: 'Chunks that matched the signed manifest and were stored.', registers: r });
@@ -87,7 +89,7 @@ export class Metrics {
       for (const kind of KINDS) this.downloadBytes.inc({ source: s, kind }, 0);
       this.verifyFailures.inc({ source: s }, 0);
     }
-    for (const kind of KINDS) this.localBytes.inc({ kind }, 0);
+    for (const kind of KINDS) { this.localBytes.inc({ kind }, 0); this.unsharedBytes.inc({ kind }, 0); }
     collectDefaultMetrics({ register: this.registry });
     // prom-client names these gauges with `_total`, which promtool rightly rejects; the same
     // values stay available, per type, in the nodejs_active_handles/requests/resources gauges.

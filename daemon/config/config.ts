@@ -16,6 +16,10 @@ export interface Config {
   /** Address peers should use to reach us when peerListen is a wildcard; default: the listen address. */
   advertiseHost?: string;
   adminListen: HostPort;
+  /** The apt proxy's listener ('' or "off" in a config: none). */
+  aptListen?: HostPort;
+  /** Keyring files, or folders of *.gpg / *.asc, that apt Release signatures are checked against. */
+  aptKeyrings: string[];
   agentSocket?: string;
   cacheDir: string;
   /** Peer id and accepted sequences; default $STATE_DIRECTORY, else cacheDir. */
@@ -72,6 +76,8 @@ export interface Config {
 export const DEFAULTS: Config = {
   peerListen: { host: '0.0.0.0', port: 7400 },
   adminListen: { host: '127.0.0.1', port: 7401 },
+  aptListen: { host: '127.0.0.1', port: 3142 },
+  aptKeyrings: ['/etc/apt/trusted.gpg', '/etc/apt/trusted.gpg.d', '/etc/apt/keyrings', '/usr/share/keyrings'],
   cacheDir: '/var/cache/shoal',
   cacheMaxBytes: 20 * 2 ** 30,
   trustedKeys: [],
@@ -217,6 +223,8 @@ const PARSERS: Record<keyof Config, Parser> = {
   peerListen: hostPort,
   advertiseHost: string(/^[A-Za-z0-9.:-]+$/, 'expected a host name or address'),
   adminListen: hostPort,
+  aptListen: (v, key) => (v === '' || v === 'off' ? undefined : hostPort(v, key)),
+  aptKeyrings: list(string()),
   agentSocket: string(),
   cacheDir: string(),
   stateDir: string(),

@@ -26,6 +26,12 @@ export interface OriginOptions {
   onResponse?: (status: number | undefined) => void;
 }
 
+/** HTTP cache validators of a document. */
+export interface Validators {
+  etag?: string;
+  lastModified?: string;
+}
+
 const CONTENT_RANGE_RE = /^bytes (\d+)-(\d+)\/(\d+|\*)$/;
 /** URLs remembered as ignoring Range (most recently seen kept). */
 const MAX_NO_RANGE_URLS = 4096;
@@ -53,13 +59,37 @@ export class OriginClient {
 
   /** A small document (manifest, channel) with a hard size cap. */
   async fetchDocument(url: string, maxBytes: number, signal?: AbortSignal): Promise<Buffer> {
+    const r = await this.document(url, maxBytes, { accept: 'application/json' }, signal);
+    return r.body!;
+  }
+
+  /**
+   * A small document fetched again only if it changed (If-None-Match / If-Modified-Since):
+   * status 304 and no body when the validators still hold.
+   */
+  async revalidate(url: string, maxBytes: number, known: Validators, signal?: AbortSignal): Promise<{ status: 200 | 304; body?: Buffer } & Validators> {
+    const headers: Record<string, string> = {};
+    if (known.etag) headers['if-none-match'] = known.etag;
+    if (known.lastModified) headers['if-modified-since'] = known.lastModified;
+    return this.document(url, maxBytes, headers, signal);
+  }
+
+  private async document(url: string, maxBytes: number, headers: Record<string, string>, signal?: AbortSignal): Promise<{ status: 200 | 304; body?: Buffer } & Validators> {
     checkUrl(url);
     const release = await this.sem.acquire(signal);
     try {
       // Few attempts: an agent is waiting for an answer, and documents are cheap to ask for again.
       return await this.retrying(url, signal, 3, async () => {
-        const res = await this.dispatcher.request({ ...target(url), method: 'GET', signal, headers: { accept: 'application/json' } });
+        const res = await this.dispatcher.request({ ...target(url), method: 'GET', signal, headers });
         this.opts.onResponse?.(res.statusCode);
+        const v: Validators = {
+          ...(typeof res.headers.etag === 'string' ? { etag: res.headers.etag } : {}),
+          ...(typeof res.headers['last-modified'] === 'string' ? { lastModified: res.headers['last-modified'] } : {}),
+        };
+        if (res.statusCode === 304 && (headers['if-none-match'] || headers['if-modified-since'])) {
+          discard(res.body);
+          return { status: 304 as const, ...v };
+        }
         if (res.statusCode !== 200) {
           discard(res.body);
           throw httpError(url, res.statusCode);
@@ -74,11 +104,23 @@ export class OriginClient {
           }
           parts.push(b);
         }
-        return Buffer.concat(parts);
+        return { status: 200 as const, body: Buffer.concat(parts), ...v };
       });
     } finally {
       release();
     }
+  }
+
+  /**
+   * One request passed through unchanged (a file with no known hash): the answer's status,
+   * headers and body stream, for the caller to relay with backpressure. Not under the
+   * concurrency cap (a long unshared download must not hold back shared ones) and not retried.
+   */
+  async passThrough(url: string, method: 'GET' | 'HEAD', headers: Record<string, string>, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
+    checkUrl(url);
+    const res = await this.dispatcher.request({ ...target(url), method, signal, headers });
+    this.opts.onResponse?.(res.statusCode);
+    return res;
   }
 
   /** This URL answered a range request with the whole body: read it once, whole, not range by range. */

@@ -5,8 +5,10 @@
  *   ROOT/pool/main/<name>_<version>_all.deb
  *   ROOT/dists/<suite>/{InRelease,Release,Release.gpg}
  *   ROOT/dists/<suite>/main/binary-amd64/Packages{,.gz,.xz}
+ *   ROOT/dists/<suite>/main/binary-amd64/by-hash/SHA256/<sha256 of each>
  */
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -64,6 +66,7 @@ export async function addDeb(repo: AptRepo, name: string, version: string, bytes
 export async function writeIndexes(repo: AptRepo) {
   const dist = path.join(repo.root, 'dists', repo.suite);
   const bin = path.join(dist, 'main/binary-amd64');
+  await fs.rm(path.join(bin, 'by-hash'), { recursive: true, force: true });
   await fs.mkdir(bin, { recursive: true });
   const { stdout: packages } = await run('apt-ftparchive', ['packages', 'pool'], { cwd: repo.root, maxBuffer: 256 << 20 });
   await fs.writeFile(path.join(bin, 'Packages'), packages);
@@ -72,6 +75,12 @@ export async function writeIndexes(repo: AptRepo) {
   const { stdout: release } = await run('apt-ftparchive', ['-o', `APT::FTPArchive::Release::Suite=${repo.suite}`, '-o', 'APT::FTPArchive::Release::Codename=' + repo.suite,
     '-o', 'APT::FTPArchive::Release::Components=main', '-o', 'APT::FTPArchive::Release::Architectures=amd64', '-o', 'APT::FTPArchive::Release::Acquire-By-Hash=yes', 'release', '.'], { cwd: dist });
   await fs.writeFile(path.join(dist, 'Release'), release);
+  // Acquire-By-Hash: every index also under its hash, as an archive keeps old ones while mirrors sync.
+  await fs.mkdir(path.join(bin, 'by-hash/SHA256'), { recursive: true });
+  for (const f of ['Packages', 'Packages.gz', 'Packages.xz']) {
+    const sha = createHash('sha256').update(await fs.readFile(path.join(bin, f))).digest('hex');
+    await fs.copyFile(path.join(bin, f), path.join(bin, 'by-hash/SHA256', sha));
+  }
   const gpgArgs = ['--batch', '--homedir', repo.gnupgHome, '--pinentry-mode', 'loopback', '--passphrase', '', '--local-user', repo.fingerprint, '--digest-algo', 'SHA512'];
   await run('gpg', [...gpgArgs, '--clearsign', '-o', path.join(dist, 'InRelease'), path.join(dist, 'Release')]);
   await run('gpg', [...gpgArgs, '--detach-sign', '--armor', '-o', path.join(dist, 'Release.gpg'), path.join(dist, 'Release')]);

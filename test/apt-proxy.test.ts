@@ -1,0 +1,106 @@
+/**
+ * The apt proxy with the real apt-get, on loopback: two daemons' machines run
+ * `apt-get update` and `apt-get install --download-only` at once through their
+ * own daemon; apt succeeds, every .deb matches the archive, and the origin
+ * serves each index and .deb once. A repository update is picked up at once;
+ * a suite whose Release cannot be verified is passed through, never shared.
+ */
+import { spawnSync } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { LocalOrigin } from '../agent-api/local-origin.js';
+import { APT_TOOLS, addDeb, makeAptRepo, writeIndexes, type AptRepo } from './helpers/apt-repo.js';
+import { aptClient } from './helpers/apt-client.js';
+import { sha256File, tmpDir } from './helpers/fixtures.js';
+import { parseMetrics, sum } from './helpers/prometheus.js';
+import { requires } from './helpers/requires.js';
+import { startSite, waitForPeers } from './helpers/site.js';
+
+const MiB = 1 << 20;
+const missing = [...APT_TOOLS, 'apt-get'].find((b) => spawnSync('sh', ['-c', `command -v ${b}`]).status !== 0);
+const aptTest = requires(missing ? `${missing} is not installed (apt-get install apt apt-utils gpg gpgv xz-utils dpkg)` : undefined);
+
+const PACKAGES = [{ name: 'big', bytes: 17 * MiB }, { name: 'mid', bytes: 6 * MiB }, { name: 'small', bytes: 300_000 }, { name: 'tiny', bytes: 20_000 }];
+
+async function setup(t: import('ava').ExecutionContext, n: number, daemonConfig: (repo: AptRepo) => Record<string, unknown>) {
+  const dir = await tmpDir(t);
+  const repo = await makeAptRepo(path.join(dir, 'repo'), PACKAGES);
+  const origin = new LocalOrigin(repo.root, { bytesPerSec: 48 * MiB });
+  const originUrl = await origin.start();
+  t.teardown(() => origin.stop());
+  const { daemons } = await startSite(t, dir, n, [], daemonConfig(repo));
+  await waitForPeers(daemons, n - 1);
+  return { dir, repo, origin, originUrl, daemons };
+}
+
+/** What apt fetches of the archive, once: its .debs and the one Packages index it picks, plus each daemon's own InRelease. */
+async function payload(repo: AptRepo, n: number) {
+  const dist = path.join(repo.root, 'dists', repo.suite);
+  const xz = (await fs.stat(path.join(dist, 'main/binary-amd64/Packages.xz'))).size;
+  const inRelease = (await fs.stat(path.join(dist, 'InRelease'))).size;
+  return { debs: repo.debs.reduce((s, d) => s + d.size, 0), indexes: xz, releases: n * inRelease };
+}
+
+async function checkArchives(t: import('ava').ExecutionContext, repo: AptRepo, dir: string) {
+  const got = (await fs.readdir(dir)).filter((f) => f.endsWith('.deb')).sort();
+  t.deepEqual(got, repo.debs.map((d) => path.basename(d.filename)).sort());
+  for (const d of repo.debs) t.is(await sha256File(path.join(dir, path.basename(d.filename))), await sha256File(path.join(repo.root, d.filename)), d.filename);
+}
+
+aptTest('two machines run apt-get update and install through their own daemon at once: apt succeeds, the origin serves each file once', async (t) => {
+  const { dir, repo, origin, originUrl, daemons } = await setup(t, 2, (r) => ({ aptKeyrings: [r.keyring] }));
+  const clients = await Promise.all(daemons.map((d, i) => aptClient(path.join(dir, `apt${i}`), { repoUrl: `${originUrl}/`, suite: repo.suite, keyring: repo.keyring, proxy: `http://127.0.0.1:${d.aptPort}/` })));
+  const names = PACKAGES.map((p) => p.name);
+  const results = await Promise.all(clients.map(async (c) => {
+    const u = await c.run(['update']);
+    const i = u.code === 0 ? await c.run(['install', '--download-only', '-y', ...names]) : u;
+    return { u, i };
+  }));
+  for (const [k, r] of results.entries()) {
+    t.is(r.u.code, 0, r.u.out);
+    t.is(r.i.code, 0, r.i.out);
+    await checkArchives(t, repo, clients[k]!.archiveDir);
+  }
+  const p = await payload(repo, 2);
+  const served = origin.bytes();
+  t.log(`origin served ${served} bytes; payload ${p.debs + p.indexes} (+ ${p.releases} of InRelease, one per daemon): ${(served / (p.debs + p.indexes + p.releases)).toFixed(3)} ×`);
+  t.true(served <= 1.02 * (p.debs + p.indexes) + p.releases, `origin served ${served}`);
+  const m = await Promise.all(daemons.map(async (d) => parseMetrics(await (await fetch(`${d.api}/metrics`)).text())));
+  const apt = m.map((x) => sum(x, 'shoal_download_bytes_total', { kind: 'apt' }));
+  t.true(apt.every((b) => b >= p.debs), `apt bytes by daemon: ${apt.join(', ')}`);
+  t.is(m.reduce((s, x) => s + sum(x, 'shoal_download_bytes_total', { kind: 'apt', source: 'origin' }), 0), p.debs + p.indexes);
+
+  // The repository moves on: a new version of one package, new indexes, a new Release.
+  await addDeb(repo, 'mid', '2.0', 5 * MiB);
+  await fs.rm(path.join(repo.root, 'pool/main/mid_1.0_all.deb'));
+  await writeIndexes(repo);
+  const again = clients[1]!;
+  for (const f of await again.archives()) await fs.rm(path.join(again.archiveDir, f));
+  const u2 = await again.run(['update']);
+  t.is(u2.code, 0, u2.out);
+  const i2 = await again.run(['install', '--download-only', '-y', ...names]);
+  t.is(i2.code, 0, i2.out);
+  await checkArchives(t, repo, again.archiveDir);
+});
+
+aptTest('the path form needs no proxy setting; a suite whose Release does not verify is passed through and never shared', async (t) => {
+  // No keyring for this archive: the daemon cannot check its Release.
+  const { dir, repo, origin, originUrl, daemons } = await setup(t, 1, () => ({ aptKeyrings: [] }));
+  const d = daemons[0]!;
+  const host = new URL(originUrl).host;
+  const c = await aptClient(path.join(dir, 'apt'), { repoUrl: `http://127.0.0.1:${d.aptPort}/${host}/`, suite: repo.suite, keyring: repo.keyring });
+  const u = await c.run(['update']);
+  t.is(u.code, 0, u.out);
+  const i = await c.run(['install', '--download-only', '-y', 'small', 'tiny']);
+  t.is(i.code, 0, i.out);
+  t.true(d.logs.some((l) => l.includes('Release not verified')), 'the daemon says why it does not share');
+  const m = parseMetrics(await (await fetch(`${d.api}/metrics`)).text());
+  t.is(sum(m, 'shoal_download_bytes_total', { kind: 'apt' }), 0, 'nothing was taken into the shared cache');
+  t.true(sum(m, 'shoal_unshared_bytes_total', { kind: 'apt' }) > 0);
+  t.true(origin.bytes() > 0);
+  // Nonsense and loops are refused with a clear answer.
+  const r = await fetch(`http://127.0.0.1:${d.aptPort}/not a host/x`);
+  t.is(r.status, 400);
+  const loop = await fetch(`http://127.0.0.1:${d.aptPort}/127.0.0.1:${d.aptPort}/x`);
+  t.is(loop.status, 400);
+});
