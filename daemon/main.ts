@@ -232,7 +232,11 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
     // Stopped before the listeners close: goodbye packets first, so peers drop us at once.
     life.add({
       name: 'discovery',
-      start: () => (discovery = new MdnsDiscovery({ selfId, fingerprint: auth?.fingerprint ?? 'open', port: ports.peer, interfaces: config.interfaces, table, log })).start(),
+      start: () => (discovery = new MdnsDiscovery({
+        selfId, fingerprint: auth?.fingerprint ?? 'open', port: ports.peer, interfaces: config.interfaces, table, log,
+        // A loopback-only proxy is of no use to other machines: advertised only when it listens beyond.
+        ...(config.aptListen && !/^(127\.|::1$|localhost$)/.test(config.aptListen.host) ? { aptProxyPort: ports.apt } : {}),
+      })).start(),
       stop: () => discovery?.stop(),
     });
   }

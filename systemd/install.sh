@@ -3,7 +3,8 @@
 #   systemd/install.sh              install or update (idempotent)
 #   systemd/install.sh --uninstall  remove what install put there (a changed config is kept)
 # Layout: /usr/lib/shoal (the release), /usr/bin/shoal and /usr/bin/shoald (wrappers),
-# /usr/lib/systemd/system/shoal.service, /usr/lib/tmpfiles.d/shoal.conf, /etc/shoal/config.json.
+# /usr/lib/systemd/system/shoal.service, /usr/lib/tmpfiles.d/shoal.conf, /etc/shoal/config.json,
+# /usr/lib/shoal/apt-proxy-detect and /etc/apt/apt.conf.d/80shoal (apt through shoald when it runs).
 set -euo pipefail
 DESTDIR=${DESTDIR:-}
 PREFIX=${PREFIX:-/usr}
@@ -13,12 +14,13 @@ bin="$DESTDIR$PREFIX/bin"
 unit="$DESTDIR$PREFIX/lib/systemd/system/shoal.service"
 tmpfiles="$DESTDIR$PREFIX/lib/tmpfiles.d/shoal.conf"
 conf="$DESTDIR/etc/shoal/config.json"
+aptconf="$DESTDIR/etc/apt/apt.conf.d/80shoal"
 example="$src/systemd/config.example.json"
 
 say() { printf 'shoal install: %s\n' "$*"; }
 
 if [ "${1:-}" = "--uninstall" ]; then
-  rm -rf "$lib" "$bin/shoal" "$bin/shoald" "$unit" "$tmpfiles"
+  rm -rf "$lib" "$bin/shoal" "$bin/shoald" "$unit" "$tmpfiles" "$aptconf"
   if [ -f "$conf" ] && cmp -s "$conf" "$example"; then
     rm -f "$conf"; rmdir "$DESTDIR/etc/shoal" 2>/dev/null || true
   elif [ -f "$conf" ]; then
@@ -38,6 +40,7 @@ cp -a "$src/package.json" "$src/dashboard" "$stage/"
 (cd "$src" && find dist \( -name '*.js' -o -name '*.node' \) -not -path 'dist/test/*' -not -path 'dist/bench/*') | while read -r f; do
   mkdir -p "$stage/$(dirname "$f")"; cp -a "$src/$f" "$stage/$f"
 done
+install -m 0755 "$src/systemd/apt-proxy-detect" "$stage/apt-proxy-detect"
 chmod 0755 "$stage/dist/daemon/shoald.js" "$stage/dist/agent-api/shoal.js"
 # Production dependencies only (no compiler, test runner or browser driver).
 (cd "$src" && npm ls --omit=dev --all --parseable 2>/dev/null) | grep '/node_modules/' | while read -r dep; do
@@ -60,6 +63,8 @@ for cmd in shoal shoald; do
 done
 install -D -m 0644 "$src/systemd/shoal.service" "$unit"
 install -D -m 0644 "$src/systemd/shoal.tmpfiles.conf" "$tmpfiles"
+# Only where apt is: its helper answers DIRECT whenever shoald does not, so apt never depends on it.
+if [ -d "$DESTDIR/etc/apt/apt.conf.d" ] || [ -n "$DESTDIR" ]; then install -D -m 0644 "$src/systemd/80shoal" "$aptconf"; fi
 if [ ! -f "$conf" ]; then
   install -D -m 0644 "$example" "$conf"
 elif ! cmp -s "$conf" "$example"; then

@@ -6,15 +6,19 @@
  * a suite whose Release cannot be verified is passed through, never shared.
  */
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { LocalOrigin } from '../agent-api/local-origin.js';
 import { APT_TOOLS, addDeb, makeAptRepo, writeIndexes, type AptRepo } from './helpers/apt-repo.js';
 import { aptClient } from './helpers/apt-client.js';
-import { sha256File, tmpDir } from './helpers/fixtures.js';
+import { ROOT, sha256File, tmpDir } from './helpers/fixtures.js';
 import { parseMetrics, sum } from './helpers/prometheus.js';
 import { requires } from './helpers/requires.js';
-import { startSite, waitForPeers } from './helpers/site.js';
+import { startShoald, startSite, waitForPeers } from './helpers/site.js';
+import { until } from './helpers/until.js';
+import { FakePeer } from './helpers/fake-peer.js';
+import { CA_CHUNK_SIZE } from '../daemon/frontends/content.js';
 
 const MiB = 1 << 20;
 const missing = [...APT_TOOLS, 'apt-get'].find((b) => spawnSync('sh', ['-c', `command -v ${b}`]).status !== 0);
@@ -103,4 +107,71 @@ aptTest('the path form needs no proxy setting; a suite whose Release does not ve
   t.is(r.status, 400);
   const loop = await fetch(`http://127.0.0.1:${d.aptPort}/127.0.0.1:${d.aptPort}/x`);
   t.is(loop.status, 400);
+});
+
+aptTest('peers that serve a corrupted .deb and a forged Packages index: apt still succeeds, nothing bad is cached or served, both are banned', async (t) => {
+  const dir = await tmpDir(t);
+  const repo = await makeAptRepo(path.join(dir, 'repo'), PACKAGES);
+  const origin = new LocalOrigin(repo.root, { bytesPerSec: 48 * MiB });
+  const originUrl = await origin.start();
+  t.teardown(() => origin.stop());
+  const xzPath = path.join(repo.root, 'dists', repo.suite, 'main/binary-amd64/Packages.xz');
+  const big = repo.debs.find((d) => d.name === 'big')!;
+  // Each claims to hold its whole blob and alters a byte of every chunk it sends.
+  const liars = await Promise.all([xzPath, path.join(repo.root, big.filename)].map(async (file) => {
+    const st = await fs.stat(file);
+    const p = new FakePeer('corrupt', { sha256: await sha256File(file), size: st.size, chunkSize: CA_CHUNK_SIZE, file });
+    const port = await p.start();
+    t.teardown(() => p.stop());
+    return { p, port };
+  }));
+  const d = await startShoald({ name: 'd0', dir: path.join(dir, 'd0'), peer: '127.0.0.1:0', staticPeers: liars.map((l) => `127.0.0.1:${l.port}`), trustedKeys: [], config: { aptKeyrings: [repo.keyring] } });
+  t.teardown(() => d.kill('SIGKILL'));
+  await until(async () => (await d.client.peers()).filter((p) => p.healthy).length === 2, 'both liars admitted', 10_000);
+  const c = await aptClient(path.join(dir, 'apt'), { repoUrl: `${originUrl}/`, suite: repo.suite, keyring: repo.keyring, proxy: `http://127.0.0.1:${d.aptPort}/` });
+  const u = await c.run(['update']);
+  t.is(u.code, 0, u.out);
+  const i = await c.run(['install', '--download-only', '-y', ...PACKAGES.map((p) => p.name)]);
+  t.is(i.code, 0, i.out);
+  await checkArchives(t, repo, c.archiveDir);
+  for (const l of liars) t.true(l.p.served > 0, 'the liar was asked');
+  const peers = await d.client.peers();
+  t.is(peers.filter((p) => p.banned && /differ from the origin/.test(p.banReason ?? '')).length, 2, JSON.stringify(peers));
+  // What the daemon holds is the archive's bytes: asked again, the cached .deb is served as is.
+  const again = await fetch(`http://127.0.0.1:${d.aptPort}/${new URL(originUrl).host}/${big.filename}`);
+  t.is(createHash('sha256').update(Buffer.from(await again.arrayBuffer())).digest('hex'), await sha256File(path.join(repo.root, big.filename)));
+});
+
+aptTest('the Proxy-Auto-Detect helper sends apt through shoald while it runs, and DIRECT (apt still works) once it is stopped', async (t) => {
+  const { dir, repo, origin, originUrl, daemons } = await setup(t, 1, (r) => ({ aptKeyrings: [r.keyring] }));
+  const d = daemons[0]!;
+  const helper = path.join(ROOT, 'systemd/apt-proxy-detect');
+  const ask = () => {
+    const t0 = process.hrtime.bigint();
+    const r = spawnSync(helper, [`${originUrl}/dists/stable/InRelease`], { env: { ...process.env, SHOAL_APT_PORT: String(d.aptPort) }, encoding: 'utf8' });
+    return { out: r.stdout.trim(), ms: Number(process.hrtime.bigint() - t0) / 1e6 };
+  };
+  const up = ask();
+  t.is(up.out, `http://127.0.0.1:${d.aptPort}/`);
+  t.log(`helper answered in ${up.ms.toFixed(0)} ms with shoald up`);
+  process.env.SHOAL_APT_PORT = String(d.aptPort);
+  t.teardown(() => { delete process.env.SHOAL_APT_PORT; });
+  const c = await aptClient(path.join(dir, 'apt'), { repoUrl: `${originUrl}/`, suite: repo.suite, keyring: repo.keyring, autoDetect: helper });
+  t.is((await c.run(['update'])).code, 0);
+  const i = await c.run(['install', '--download-only', '-y', 'small', 'tiny']);
+  t.is(i.code, 0, i.out);
+  const m = parseMetrics(await (await fetch(`${d.api}/metrics`)).text());
+  t.true(sum(m, 'shoal_download_bytes_total', { kind: 'apt' }) > 0, 'apt went through shoald');
+  await d.kill('SIGTERM');
+  const down = ask();
+  t.is(down.out, 'DIRECT');
+  t.true(down.ms < 1000, `helper took ${down.ms} ms with shoald down`);
+  const before = origin.bytes();
+  for (const f of await c.archives()) await fs.rm(path.join(c.archiveDir, f));
+  const u2 = await c.run(['update']);
+  t.is(u2.code, 0, u2.out);
+  const i2 = await c.run(['install', '--download-only', '-y', 'mid']);
+  t.is(i2.code, 0, i2.out);
+  t.deepEqual(await c.archives(), ['mid_1.0_all.deb']);
+  t.true(origin.bytes() - before >= 6 * MiB, 'straight from the origin');
 });

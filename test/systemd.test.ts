@@ -77,7 +77,7 @@ test('install.sh lays out the release, is idempotent, keeps a changed config, an
   let r = await install(dir);
   t.is(r.status, 0, r.stderr);
   const first = await tree(dir);
-  for (const want of ['usr/bin/shoal', 'usr/bin/shoald', 'usr/lib/systemd/system/shoal.service', 'usr/lib/tmpfiles.d/shoal.conf', 'etc/shoal/config.json', 'usr/lib/shoal/dist/daemon/shoald.js', 'usr/lib/shoal/dashboard/index.html']) {
+  for (const want of ['usr/bin/shoal', 'usr/bin/shoald', 'usr/lib/systemd/system/shoal.service', 'usr/lib/tmpfiles.d/shoal.conf', 'etc/shoal/config.json', 'usr/lib/shoal/dist/daemon/shoald.js', 'usr/lib/shoal/dashboard/index.html', 'usr/lib/shoal/apt-proxy-detect', 'etc/apt/apt.conf.d/80shoal']) {
     t.true(first.some((l) => l.startsWith(`${want} `)), want);
   }
   t.false(first.some((l) => l.includes('node_modules/typescript/') || l.includes('node_modules/ava/') || l.includes('dist/test/')), 'no dev dependencies or tests shipped');

@@ -62,6 +62,8 @@ export function createAptProxy(d: AptProxyDeps): AptProxy {
   server.on('connect', (req, socket, head) => tunnel(req.url ?? '', socket as net.Socket, head));
 
   async function handle(req: IncomingMessage, res: ServerResponse) {
+    // The Proxy-Auto-Detect helper's question: is the local proxy up?
+    if (req.url === '/_shoal/ping') return void res.writeHead(200, { 'content-type': 'text/plain' }).end('shoal apt proxy\n');
     if (req.method !== 'GET' && req.method !== 'HEAD') throw new ShoalError('bad-request', `${String(req.method).slice(0, 16)} is not proxied: GET and HEAD only`);
     const u = targetUrl(req.url ?? '/');
     const addr = server.address();

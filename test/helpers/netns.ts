@@ -48,7 +48,8 @@ export interface Testbed {
   cleanup(): void;
 }
 
-export function createTestbed(n: number, opts: { wanBitsPerSec?: number } = {}): Testbed {
+/** `lanBitsPerSec`: every host's own link capped both ways (tbf on each end of its veth), so a central box's link counts. */
+export function createTestbed(n: number, opts: { wanBitsPerSec?: number; lanBitsPerSec?: number } = {}): Testbed {
   removeLeftovers();
   const tag = randomBytes(3).toString('hex');
   const bridge = `sbr${tag}`;
@@ -81,6 +82,11 @@ export function createTestbed(n: number, opts: { wanBitsPerSec?: number } = {}):
       sh('ip', ['-n', ns, 'link', 'set', 'eth0', 'up']);
       sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
       sh('ip', ['-n', ns, 'route', 'add', '224.0.0.0/4', 'dev', 'eth0']);
+      if (opts.lanBitsPerSec) {
+        const tbf = ['root', 'tbf', 'rate', `${opts.lanBitsPerSec}bit`, 'burst', '1mb', 'latency', '100ms'];
+        sh('tc', ['qdisc', 'add', 'dev', outer, ...tbf]);
+        sh('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'add', 'dev', 'eth0', ...tbf]);
+      }
     }
   } catch (e) {
     cleanup();

@@ -28,6 +28,8 @@ export interface DiscoveryOptions {
   log: Logger;
   /** New peers accepted per second from mDNS (a flood beyond is dropped). */
   newPerSecond?: number;
+  /** The apt proxy's port when it listens beyond loopback: advertised as `_apt_proxy._tcp`. */
+  aptProxyPort?: number;
 }
 
 type MdnsInstance = ReturnType<typeof makeMdns>;
@@ -51,6 +53,7 @@ function isLoopbackOrUnspecified(ip: string) {
 export class MdnsDiscovery {
   private responder: Responder | undefined;
   private service: CiaoService | undefined;
+  private aptService: CiaoService | undefined;
   private browsers: MdnsInstance[] = [];
   private queryTimer: NodeJS.Timeout | undefined;
   private interval = 1000;
@@ -76,6 +79,14 @@ export class MdnsDiscovery {
     });
     this.service.on('name-change', (name: string) => this.o.log('info', 'mDNS name conflict: advertising under a new name', { name }));
     await this.service.advertise();
+    if (this.o.aptProxyPort) {
+      // What squid-deb-proxy-client and auto-apt-proxy look for: machines without shoal find an apt proxy.
+      this.aptService = this.responder.createService({
+        name: `shoal-${os.hostname().slice(0, 30)}-${this.o.selfId.slice(0, 8)}`, type: 'apt_proxy', port: this.o.aptProxyPort,
+        ...(ifaces.length ? { restrictedAddresses: ifaces } : {}), disabledIpv6: true,
+      });
+      await this.aptService.advertise();
+    }
     const addrs = ifaces.length ? interfaceAddresses(ifaces) : [undefined];
     for (const ip of addrs) {
       // Bound to 0.0.0.0: a socket bound to a unicast address never sees multicast on Linux.
