@@ -7,7 +7,8 @@ import { pipeline } from 'node:stream/promises';
 import { args, EXIT, required, type Io } from '../manifests/cli-kit.js';
 import { ShoalError, fromSystemError } from '../daemon/errors.js';
 import { syncDir } from '../manifests/atomic-file.js';
-import { formatBytes, parseSize } from '../manifests/units.js';
+import { formatBytes, parseDuration, parseSize } from '../manifests/units.js';
+import type { SavingsTotals } from '../daemon/admin/savings.js';
 import { DAEMON_HELP, runDaemon } from '../daemon/cli.js';
 import { AgentClient, type FetchStatus } from './client.js';
 import { extractBundles } from './extract.js';
@@ -31,7 +32,11 @@ export const AGENT_HELP: Record<string, string> = {
   peers: `shoal peers [--api URL | --socket PATH] [--json]
   List the peers the local shoald knows, with health and bans.`,
   status: `shoal status [--api URL | --socket PATH] [--json]
-  The local daemon: peer id, site, peers, active downloads, cache use.`,
+  The local daemon: peer id, site, peers, active downloads, cache use, and the last 24 h's bytes by kind.`,
+  stats: `shoal stats [--period 24h|7d|…] [--api URL | --socket PATH] [--json]
+  What the site saved over the period (at most 31 days): per kind (native, url, apt, oci) the bytes
+  its machines got, and from where: the origin (the uplink), peers, their own cache, or passed
+  through unshared (no known hash). Gathered from every healthy member of the site.`,
   cache: `shoal cache ls|pin|unpin|rm|gc [NAME VERSION] [--target SIZE] [--api URL | --socket PATH] [--json]
   ls: artifacts in the cache; pin/unpin NAME VERSION: keep (or stop keeping) them from eviction;
   rm NAME VERSION: remove them (blobs other artifacts share stay); gc [--target SIZE]: evict
@@ -259,7 +264,38 @@ async function statusVerb(argv: string[], io: Io): Promise<number> {
       io.out(`  peers      ${s.peers.healthy} healthy of ${s.peers.known} known`);
       io.out(`  downloads  ${s.downloads.length} active`);
       io.out(`  cache      ${formatBytes(s.cache.usedBytes)} of ${formatBytes(s.cache.maxBytes)} in ${s.cache.blobs} blob(s)`);
+      const rows = savingsRows(s.savings24h);
+      if (rows.length) { io.out('  last 24 h'); for (const r of rows) io.out(`    ${r}`); }
     }
+    return EXIT.ok;
+  });
+}
+
+/** One line a kind that moved bytes: delivered, from origin / peers / cache / unshared, and the share the uplink was spared. */
+export function savingsRows(t: SavingsTotals): string[] {
+  const out: string[] = [];
+  for (const [kind, r] of Object.entries(t) as Array<[string, SavingsTotals['apt']]>) {
+    const total = r.origin + r.peer + r.local + r.unshared;
+    if (!total) continue;
+    const saved = Math.round((100 * (r.peer + r.local)) / total);
+    out.push(`${kind.padEnd(6)} ${formatBytes(total).padStart(10)}  origin ${formatBytes(r.origin).padStart(10)}  peers ${formatBytes(r.peer).padStart(10)}  cache ${formatBytes(r.local).padStart(10)}  unshared ${formatBytes(r.unshared).padStart(10)}  saved ${saved}%`);
+  }
+  return out;
+}
+
+async function statsVerb(argv: string[], io: Io): Promise<number> {
+  const { values } = args(argv, { ...conn, period: { type: 'string' } }, false);
+  if (values.help) { io.out(AGENT_HELP.stats!); return EXIT.ok; }
+  const period = values.period ?? '24h';
+  parseDuration(period, '--period');
+  return withClient(values, async (client) => {
+    const s = await client.stats(period);
+    if (values.json) { io.out(JSON.stringify(s)); return EXIT.ok; }
+    const answered = s.peers.filter((p) => p.totals).length;
+    io.out(`site savings since ${s.since} (${answered + 1} of ${s.peers.length + 1} members answered)`);
+    const rows = savingsRows(s.site);
+    for (const r of rows.length ? rows : ['nothing was fetched in this period']) io.out(`  ${r}`);
+    for (const p of s.peers.filter((x) => x.error)) io.out(`  ${p.peerId}: no answer (${p.error})`);
     return EXIT.ok;
   });
 }
@@ -358,6 +394,7 @@ export const AGENT_VERBS: Record<string, (argv: string[], io: Io) => Promise<num
   fetch: fetchVerb,
   peers: peersVerb,
   status: statusVerb,
+  stats: statsVerb,
   cache: cacheVerb,
   export: exportVerb,
   import: importVerb,

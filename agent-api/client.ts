@@ -6,7 +6,7 @@ import { Client, Pool, type Dispatcher } from 'undici';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ShoalError, type ErrorCode } from '../daemon/errors.js';
-import type { ArtifactView, CreateFetch, ErrorBody, FetchEvent, FetchStatus, GcResult, ImportResult, PeerView, PinResult, RemoveResult, StatusView } from '../daemon/admin/api.js';
+import type { ArtifactView, CreateFetch, ErrorBody, FetchEvent, FetchStatus, GcResult, ImportResult, PeerView, PinResult, RemoveResult, StatsView, StatusView } from '../daemon/admin/api.js';
 
 export type { ArtifactView, FetchEvent, FetchStatus, PeerView, StatusView };
 
@@ -175,6 +175,11 @@ export class AgentClient {
 
   status(): Promise<StatusView> {
     return this.call('GET', '/api/v1/status');
+  }
+
+  /** Savings of this daemon and of the site's members over a period ("24h", "7d"). */
+  stats(period = '24h'): Promise<StatsView> {
+    return this.call('GET', `/api/v1/stats?period=${encodeURIComponent(period)}`);
   }
 
   /** Streams a verified file of a cached artifact. */

@@ -15,6 +15,8 @@ import { TokenBucket } from './common/limits.js';
 import { createLogger, type Logger } from './common/log.js';
 import type { Config } from './config/config.js';
 import { Content } from './frontends/content.js';
+import { SavingsLog } from './admin/savings.js';
+import { systemClock } from './common/clock.js';
 import { createAptProxy, type AptProxy } from './apt/proxy.js';
 import { FetchManager } from './fetch/fetches.js';
 import { DaemonState } from './fetch/state.js';
@@ -123,6 +125,8 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
     cacheBytes: () => store.usedBytes(),
     cacheCapacity: () => config.cacheMaxBytes,
   });
+  const savings = new SavingsLog(path.join(stateDir, 'savings.json'), systemClock);
+  life.add({ name: 'savings log', start: () => savings.start(), stop: () => savings.stop() });
   const hasher = new HashPool();
   life.add({ name: 'hash pool', stop: () => hasher.stop() });
   const store = await BlobStore.open(config.cacheDir, config.cacheMaxBytes, {
@@ -158,6 +162,7 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
     stats: {
       stored: (source, bytes, peerId, kind) => {
         metrics.downloadBytes.inc({ source, kind }, bytes);
+        savings.add(kind, source, bytes);
         metrics.chunksVerified.inc();
         const p = peerId ? table.get(peerId) : undefined;
         if (p) p.bytesFrom += bytes;
@@ -181,6 +186,11 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
     config, origin, swarm, state, trustedKeys, content, log,
     onFinished: (job) => {
       metrics.fetches.inc({ result: job.state === 'done' ? 'done' : 'failed' });
+      // A fetch the cache answered whole: its bytes count as delivered from here.
+      const st = job.status();
+      const kind = st.kind === 'url' ? 'url' : 'native';
+      const fromCache = job.state === 'done' ? st.size - st.bytes.origin - st.bytes.peer : 0;
+      if (fromCache > 0) { metrics.localBytes.inc({ kind }, fromCache); savings.add(kind, 'local', fromCache); }
       if (job.state === 'done') metrics.fetchDuration.observe({ size_class: sizeClass(job.status().size) }, (job.finishedAt!.getTime() - job.createdAt.getTime()) / 1000);
     },
   });
@@ -193,6 +203,7 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
     // 8 × 1 MiB send buffers: also the bound on concurrent uploads.
     buffers: new BufferPool(8),
     manifest: (id) => fetches.manifestBytes(id),
+    stats: (since) => savings.since(since),
     onUpload: (n) => metrics.uploadBytes.inc(n),
     ...(auth ? { authenticate: (req: import('node:http').IncomingMessage) => void auth.verify(req) } : {}),
   });
@@ -200,7 +211,7 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
   let ready = false;
   life.add(listener('peer listener', `peerListen ${config.peerListen.host}:${config.peerListen.port}`, peerServer, async () => { ports.peer = await listen(peerServer, config.peerListen.host, config.peerListen.port); }));
 
-  const adminDeps: AdminDeps = { selfId, site: config.siteId, fetches, table, swarm, store, content, log, metrics, ready: () => ready, peerPort: () => ports.peer, eventStreams: { open: 0 } };
+  const adminDeps: AdminDeps = { selfId, site: config.siteId, fetches, table, swarm, store, content, savings, client, log, metrics, ready: () => ready, peerPort: () => ports.peer, eventStreams: { open: 0 } };
   const adminServer = createAdminServer(adminDeps, { browserGuard: true });
   life.add(listener('admin listener', `adminListen ${config.adminListen.host}:${config.adminListen.port}`, adminServer, async () => { ports.admin = await listen(adminServer, config.adminListen.host, config.adminListen.port); }));
   let aptProxy: AptProxy | undefined;
@@ -208,7 +219,10 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
     const at = config.aptListen;
     aptProxy = createAptProxy({
       content, origin, log, keyrings: () => keyringFiles(config.aptKeyrings),
-      counted: (how, bytes) => (how === 'local' ? metrics.localBytes : metrics.unsharedBytes).inc({ kind: 'apt' }, bytes),
+      counted: (how, bytes) => {
+        (how === 'local' ? metrics.localBytes : metrics.unsharedBytes).inc({ kind: 'apt' }, bytes);
+        savings.add('apt', how, bytes);
+      },
     });
     const server = aptProxy.server;
     life.add(listener('apt proxy', `aptListen ${at.host}:${at.port}`, server, async () => { ports.apt = await listen(server, at.host, at.port); }));

@@ -77,6 +77,13 @@ function render(s) {
   $('cache').textContent = `${fmtBytes(s.cache.usedBytes)} / ${fmtBytes(s.cache.maxBytes)}`;
   $('cache-bar').style.width = `${Math.min(100, (100 * s.cache.usedBytes) / s.cache.maxBytes)}%`;
 
+  // Bytes handed out by kind (native, url, apt, oci) and where they came from.
+  const kinds = Object.entries(s.savings24h || {}).map(([kind, r]) => ({ kind, ...r, total: r.origin + r.peer + r.local + r.unshared })).filter((r) => r.total > 0);
+  $('kinds').replaceChildren(...kinds.map((r) => el('tr', { class: `kind-${r.kind}` },
+    el('td', { text: r.kind }), el('td', { text: fmtBytes(r.total) }), el('td', { text: fmtBytes(r.origin) }), el('td', { text: fmtBytes(r.peer) }),
+    el('td', { text: fmtBytes(r.local) }), el('td', { text: fmtBytes(r.unshared) }), el('td', { text: `${Math.round((100 * (r.peer + r.local)) / r.total)} %` }))));
+  $('no-kinds').hidden = kinds.length > 0;
+
   history.push({ t: s.time, origin: s.totals.origin, peer: s.totals.peer });
   while (history.length && history[0].t < s.time - WINDOW_MS) history.shift();
   drawChart();

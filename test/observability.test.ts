@@ -102,6 +102,11 @@ requires(existsSync(chromium) || process.env.CI ? undefined : 'Debian chromium i
   t.regex(savings ?? '', /^\d+\.\d %$/);
   const status = await daemons[0]!.client.getFetch(jobs[0]!.id);
   t.is(savings, `${((100 * status.bytes.peer) / rel.size).toFixed(1)} %`, 'the savings figure is what this daemon received from peers');
+  // The last 24 h by kind: this fetch is a native one, its bytes split as the daemon counted them.
+  await page.waitForFunction(`!!document.querySelector('#kinds tr.kind-native')`, undefined, { timeout: 5000 });
+  const row = await page.locator('#kinds tr.kind-native td').allTextContents();
+  t.is(row[0], 'native');
+  t.is(row[6], `${Math.round((100 * status.bytes.peer) / rel.size)} %`);
   await page.screenshot({ path: path.join(OUTPUT, 'dashboard.png'), fullPage: true });
   t.deepEqual(errors, []);
   t.true((await fs.stat(path.join(OUTPUT, 'dashboard.png'))).size > 10_000);

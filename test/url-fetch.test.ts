@@ -69,6 +69,19 @@ test('four daemons fetch one URL by its SHA-256 at once: the origin serves it on
   const m1 = parseMetrics(await (await fetch(`${daemons[1]!.api}/metrics`)).text());
   t.true(sum(m1, 'shoal_local_bytes_total', { kind: 'url' }) >= SIZE, 'bytes from the cache count as local');
   t.is(o.origin.bytes('firmware.img'), SIZE, 'the local reads cost the origin nothing');
+  // The site's savings, gathered from every member: the uplink carried the file once.
+  const st = await runShoal(['stats', '--period', '1h', '--json', '--api', daemons[2]!.api]);
+  t.is(st.code, 0, st.stderr);
+  const stats = JSON.parse(st.stdout) as import('../daemon/admin/api.js').StatsView;
+  t.is(stats.peers.filter((p) => p.totals).length, 3);
+  t.is(stats.site.url.origin, SIZE);
+  t.is(stats.site.url.peer, 3 * SIZE);
+  t.true(stats.site.url.local >= SIZE);
+  const text = await runShoal(['stats', '--api', daemons[2]!.api]);
+  t.regex(text.stdout, /url .* origin +40\.0 MiB .* saved \d+%/);
+  const status = await runShoal(['status', '--api', daemons[0]!.api]);
+  t.regex(status.stdout, /last 24 h\n +url /);
+  t.is((await runShoal(['stats', '--period', 'forever', '--api', daemons[0]!.api])).code, 2);
 });
 
 test('a wrong --sha256 fails with blob-mismatch, and nothing is stored', async (t) => {

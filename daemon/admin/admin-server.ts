@@ -9,7 +9,7 @@ import { isIP } from 'node:net';
 import os from 'node:os';
 import { ShoalError } from '../errors.js';
 import type { FetchManager } from '../fetch/fetches.js';
-import type { CreateFetch, GcResult, PeerView, PinResult, RemoveResult, StatusView } from './api.js';
+import type { CreateFetch, GcResult, PeerView, PinResult, RemoveResult, StatsView, StatusView } from './api.js';
 import { readJsonBody, sendError, sendJson } from '../common/http-util.js';
 import type { Logger } from '../common/log.js';
 import type { Metrics } from './metrics.js';
@@ -19,6 +19,9 @@ import type { PeerTable } from '../peers/peer-table.js';
 import type { Swarm } from '../swarm/swarm.js';
 import type { Content } from '../frontends/content.js';
 import { serveBlob } from '../frontends/serve.js';
+import { addTotals, type SavingsLog } from './savings.js';
+import type { PeerClient } from '../peers/peer-client.js';
+import { parseDuration } from '../../manifests/units.js';
 
 export interface AdminDeps {
   selfId: string;
@@ -28,6 +31,8 @@ export interface AdminDeps {
   swarm: Swarm;
   store: BlobStore;
   content: Content;
+  savings: SavingsLog;
+  client: Pick<PeerClient, 'stats'>;
   log: Logger;
   metrics: Metrics;
   ready(): boolean;
@@ -146,6 +151,7 @@ async function route(d: AdminDeps, req: IncomingMessage, res: ServerResponse) {
   }
   if (m === 'GET' && what === 'peers' && !id) return sendJson(res, 200, { peers: peers(d) });
   if (m === 'GET' && what === 'status' && !id) return sendJson(res, 200, status(d));
+  if (m === 'GET' && what === 'stats' && !id) return sendJson(res, 200, await stats(d, url));
   if (m === 'GET' && what === 'events' && !id) return events(d, req, res);
   if ((m === 'GET' || m === 'HEAD') && what === 'artifacts' && id && rest[0] && rest[1] === 'files' && rest.length > 2) {
     return artifactFile(d, id, rest[0], rest.slice(2).join('/'), req, res);
@@ -177,7 +183,7 @@ async function byHash(d: AdminDeps, url: URL, req: IncomingMessage, res: ServerR
   res.once('close', () => ctl.abort(new ShoalError('aborted', 'client went away')));
   const { blob, local } = await d.content.complete({ sha256: sha ?? '', ...(size !== null ? { size: Number(size) } : {}), urls: origin ? [origin] : [], kind: 'url' }, { signal: ctl.signal });
   const sent = await serveBlob(blob, req, res);
-  if (local) d.metrics.localBytes.inc({ kind: 'url' }, sent);
+  if (local) { d.metrics.localBytes.inc({ kind: 'url' }, sent); d.savings.add('url', 'local', sent); }
 }
 
 /** An http(s) URL from a request, or bad-request naming the field. */
@@ -210,6 +216,29 @@ async function createFetch(d: AdminDeps, req: IncomingMessage, res: ServerRespon
   sendJson(res, 202, job.status());
 }
 
+/** `GET /api/v1/stats?period=7d`: this daemon's and every healthy peer's savings totals, and the site's sum. */
+async function stats(d: AdminDeps, url: URL): Promise<StatsView> {
+  let periodMs: number;
+  try {
+    periodMs = parseDuration(url.searchParams.get('period') ?? '24h', 'period');
+  } catch (e) {
+    throw new ShoalError('bad-request', (e as Error).message);
+  }
+  const since = Date.now() - Math.min(periodMs, 31 * 86400_000);
+  const self = d.savings.since(since);
+  const members = d.table.usable();
+  const answers = await Promise.all(members.map(async (p) => {
+    try {
+      return { peerId: p.id, totals: await d.client.stats(p, since) };
+    } catch (e) {
+      return { peerId: p.id, error: (e as Error).message };
+    }
+  }));
+  let site = self;
+  for (const a of answers) if (a.totals) site = addTotals(site, a.totals);
+  return { since: new Date(since).toISOString(), self: { peerId: d.selfId, totals: self }, peers: answers, site };
+}
+
 function peers(d: AdminDeps): PeerView[] {
   return d.table.all().map((p) => ({
     id: p.id, address: p.address, healthy: p.healthy, banned: d.table.isBanned(p),
@@ -225,6 +254,7 @@ function status(d: AdminDeps): StatusView {
     downloads: d.swarm.active().map((x) => x.progress()),
     cache: { usedBytes: d.store.usedBytes(), maxBytes: d.store.maxBytes, blobs: d.store.list().length },
     leases: d.swarm.coordinator.activeLeases(),
+    savings24h: d.savings.since(Date.now() - 86400_000),
     memory: process.memoryUsage(),
   };
 }

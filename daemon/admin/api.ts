@@ -3,6 +3,7 @@
  * the admin server and the typed client (agent-api/client.ts) both import.
  */
 import type { DownloadProgress } from '../swarm/downloader.js';
+import type { SavingsTotals } from './savings.js';
 
 export interface FetchStatus {
   id: string;
@@ -78,7 +79,18 @@ export interface StatusView {
   cache: { usedBytes: number; maxBytes: number; blobs: number };
   /** Chunks under an active origin lease, per blob this daemon coordinates. */
   leases: Record<string, number>;
+  /** Bytes this daemon handed out in the last 24 h, by kind and by where they came from. */
+  savings24h: SavingsTotals;
   memory: NodeJS.MemoryUsage;
+}
+
+/** GET /api/v1/stats?period=… */
+export interface StatsView {
+  since: string;
+  self: { peerId: string; totals: SavingsTotals };
+  peers: Array<{ peerId: string; totals?: SavingsTotals; error?: string }>;
+  /** Every member that answered, this daemon included. */
+  site: SavingsTotals;
 }
 
 export interface PinResult { ok: true; name: string; version: string; pinned: boolean }

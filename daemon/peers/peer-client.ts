@@ -3,6 +3,7 @@
  * JSON bodies are size-capped and shape-checked, byte ranges must come back as
  * 206 with the exact Content-Range and length, and slow transfers are cut.
  */
+import { parseTotals, type SavingsTotals } from '../admin/savings.js';
 import net from 'node:net';
 import { Agent, buildConnector } from 'undici';
 import { ShoalError } from '../errors.js';
@@ -87,6 +88,14 @@ export class PeerClient {
     const have = status === 200 ? parseHave(data, chunks) : undefined;
     if (!have) throw new ShoalError(status === 200 ? 'peer-protocol' : 'peer-refused', `${peer.url}: bad have-map for ${blob.slice(0, 12)} (HTTP ${status})`);
     return have;
+  }
+
+  /** A peer's savings totals since a time (for the site's figure in `shoal stats`). */
+  async stats(peer: PeerAddress, sinceMs: number, signal?: AbortSignal): Promise<SavingsTotals> {
+    const { status, data } = await this.json<{ totals?: unknown }>(peer, 'GET', paths.stats(sinceMs), undefined, { signal, timeoutMs: 5000 });
+    const totals = status === 200 ? parseTotals(data?.totals) : undefined;
+    if (!totals) throw new ShoalError(status === 200 ? 'peer-protocol' : 'peer-refused', `${peer.url}: no usable stats (HTTP ${status})`);
+    return totals;
   }
 
   async lease(peer: PeerAddress, req: LeaseRequest, signal?: AbortSignal): Promise<LeaseResponse> {

@@ -4,6 +4,7 @@
  * verified chunks only; every id, range and body is validated; nothing a peer
  * sends can crash the daemon.
  */
+import type { SavingsTotals } from '../admin/savings.js';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ShoalError } from '../errors.js';
@@ -30,6 +31,8 @@ export interface PeerServerDeps {
   /** Buffers for serving ranges; their number bounds concurrent uploads. */
   buffers: BufferPool;
   manifest(id: string): Promise<Buffer | undefined>;
+  /** This daemon's savings totals since a time (GET /v1/stats). */
+  stats?(sinceMs: number): SavingsTotals;
   onUpload?(bytes: number): void;
   log: Logger;
   /** Checks a request's authentication; throws a ShoalError to refuse (site secret, later). */
@@ -106,6 +109,11 @@ async function handle(d: PeerServerDeps, shares: Shares, req: IncomingMessage, r
   if (req.method === 'GET' && what === 'have' && id) return have(d, shares, id, url, req, res);
   if ((req.method === 'GET' || req.method === 'HEAD') && what === 'blobs' && id) return blobRange(d, shares, id, req, res);
   if (req.method === 'POST' && what === 'leases' && !id) return lease(d, req, res);
+  if (req.method === 'GET' && what === 'stats' && !id && d.stats) {
+    const since = Number(url.searchParams.get('since'));
+    if (!Number.isSafeInteger(since) || since < 0) throw new ShoalError('bad-request', 'since must be a time in ms');
+    return sendJson(res, 200, { totals: d.stats(since) });
+  }
   throw new ShoalError('not-found', 'unknown path');
 }
 

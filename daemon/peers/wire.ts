@@ -23,6 +23,7 @@ export const paths = {
   have: (blob: string, wait?: number) => `/v1/have/${blob}${wait !== undefined ? `?wait=${wait}` : ''}`,
   blob: (blob: string) => `/v1/blobs/${blob}`,
   leases: '/v1/leases',
+  stats: (sinceMs: number) => `/v1/stats?since=${sinceMs}`,
 } as const;
 
 /** GET /v1/info */
