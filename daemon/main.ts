@@ -218,14 +218,17 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
   if (config.aptListen) {
     const at = config.aptListen;
     aptProxy = createAptProxy({
-      content, origin, log, keyrings: () => keyringFiles(config.aptKeyrings),
+      content, origin, log, stateDir, keyrings: () => keyringFiles(config.aptKeyrings),
       counted: (how, bytes) => {
         (how === 'local' ? metrics.localBytes : metrics.unsharedBytes).inc({ kind: 'apt' }, bytes);
         savings.add('apt', how, bytes);
       },
     });
-    const server = aptProxy.server;
-    life.add(listener('apt proxy', `aptListen ${at.host}:${at.port}`, server, async () => { ports.apt = await listen(server, at.host, at.port); }));
+    const { server, load } = aptProxy;
+    life.add(listener('apt proxy', `aptListen ${at.host}:${at.port}`, server, async () => {
+      await load();
+      ports.apt = await listen(server, at.host, at.port);
+    }));
   }
   if (config.agentSocket) {
     const sock = config.agentSocket;

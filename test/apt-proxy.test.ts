@@ -175,3 +175,23 @@ aptTest('the Proxy-Auto-Detect helper sends apt through shoald while it runs, an
   t.deepEqual(await c.archives(), ['mid_1.0_all.deb']);
   t.true(origin.bytes() - before >= 6 * MiB, 'straight from the origin');
 });
+
+aptTest('after a restart the daemon still knows its suites: apt install without apt-get update is answered from the cache, nothing passes through', async (t) => {
+  const { dir, repo, origin, originUrl, daemons } = await setup(t, 1, (r) => ({ aptKeyrings: [r.keyring] }));
+  const first = daemons[0]!;
+  const c = await aptClient(path.join(dir, 'apt'), { repoUrl: `${originUrl}/`, suite: repo.suite, keyring: repo.keyring, proxy: `http://127.0.0.1:${first.aptPort}/` });
+  t.is((await c.run(['update'])).code, 0);
+  t.is((await c.run(['install', '--download-only', '-y', 'big', 'small'])).code, 0);
+  await first.kill('SIGTERM');
+  const d = await startShoald({ name: 'again', dir: first.dir, peer: first.peer, staticPeers: [], trustedKeys: [], config: { aptKeyrings: [repo.keyring], aptListen: `127.0.0.1:${first.aptPort}` } });
+  t.teardown(() => d.kill('SIGKILL'));
+  for (const f of await c.archives()) await fs.rm(path.join(c.archiveDir, f));
+  const before = origin.bytes();
+  const i = await c.run(['install', '--download-only', '-y', 'big', 'small']);
+  t.is(i.code, 0, i.out);
+  t.deepEqual(await c.archives(), ['big_1.0_all.deb', 'small_1.0_all.deb']);
+  const m = parseMetrics(await (await fetch(`${d.api}/metrics`)).text());
+  t.is(sum(m, 'shoal_unshared_bytes_total', { kind: 'apt' }), 0, 'nothing passed through');
+  t.true(sum(m, 'shoal_local_bytes_total', { kind: 'apt' }) >= 17 * MiB, 'answered from the cache');
+  t.is(origin.bytes(), before, 'the origin was not asked');
+});

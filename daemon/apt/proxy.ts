@@ -13,7 +13,11 @@
  *   origin unshared (apt checks hashes and signatures itself). CONNECT (https
  *   repositories) is tunnelled to port 443.
  */
+import { createHash } from 'node:crypto';
+import { promises as fs } from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import path from 'node:path';
+import { writeFileAtomic } from '../../manifests/atomic-file.js';
 import net from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import { ShoalError } from '../errors.js';
@@ -31,6 +35,8 @@ export interface AptProxyDeps {
   /** Keyring files to check Release signatures against (read when a Release arrives). */
   keyrings(): Promise<string[]>;
   log: Logger;
+  /** Where the last verified Release files are kept, so a restarted daemon knows its suites before apt asks again. */
+  stateDir: string;
   /** Bytes handed out: from a blob already complete here, or passed through unshared. */
   counted(how: 'local' | 'unshared', bytes: number): void;
 }
@@ -46,6 +52,8 @@ const TUNNEL_IDLE_MS = 5 * 60_000;
 export interface AptProxy {
   server: http.Server;
   repos: AptRepos;
+  /** Reads (and verifies again) the Release files kept by the last run. */
+  load(): Promise<void>;
 }
 
 export function createAptProxy(d: AptProxyDeps): AptProxy {
@@ -70,7 +78,16 @@ export function createAptProxy(d: AptProxyDeps): AptProxy {
     if (typeof addr === 'object' && addr && (u.port || '80') === String(addr.port) && ['127.0.0.1', 'localhost', '[::1]', addr.address].includes(u.hostname)) {
       throw new ShoalError('bad-request', 'the request names this proxy itself');
     }
-    const t = repos.classify(u);
+    let t = repos.classify(u);
+    const missing = t.kind === 'pass' ? repos.indexFor(u) : undefined;
+    if (missing) {
+      // A .deb of a verified suite whose Packages index is not read here (say, since a restart):
+      // read it now, fetched through the site like any index, and look again.
+      await d.content.complete({ sha256: missing.sha256, size: missing.size, urls: [`${missing.dist}${missing.name}`], kind: 'apt' }, { signal: AbortSignal.timeout(120_000) })
+        .then(({ blob }) => (blob.size > 0 ? repos.readIndex(missing.dist, missing.name, missing.sha256, () => blob.openRead(0, blob.size - 1)) : undefined))
+        .catch((e: Error) => d.log('warn', 'apt: Packages index not fetched; the .deb passes through unshared', { index: `${missing.dist}${missing.name}`, error: e.message }));
+      t = repos.classify(u);
+    }
     if (t.kind === 'release') return release(u, t.dist, t.file, req, res);
     if (t.kind === 'blob') {
       const ctl = new AbortController();
@@ -113,6 +130,7 @@ export function createAptProxy(d: AptProxyDeps): AptProxy {
     releases.delete(u.href);
     releases.set(u.href, copy);
     while (releases.size > MAX_CACHED_RELEASES) releases.delete(releases.keys().next().value!);
+    if (got.status === 200) await keep(u.href, copy).catch((e: Error) => d.log('warn', 'apt: cannot keep a Release file', { error: e.message }));
     // Checked before apt hears back: the indexes it asks for next are then known.
     await repos.releaseFetched(dist, file, copy.body);
     const validators = { ...(copy.etag ? { etag: copy.etag } : {}), ...(copy.lastModified ? { 'last-modified': copy.lastModified } : {}) };
@@ -162,7 +180,35 @@ export function createAptProxy(d: AptProxyDeps): AptProxy {
     up.once('close', () => socket.destroy());
   }
 
-  return { server, repos };
+  const keptDir = path.join(d.stateDir, 'apt-releases');
+  const keptFile = (url: string) => path.join(keptDir, `${createHash('sha256').update(url).digest('hex').slice(0, 32)}.json`);
+  async function keep(url: string, copy: { body: Buffer } & Validators) {
+    await fs.mkdir(keptDir, { recursive: true, mode: 0o750 });
+    await writeFileAtomic(keptFile(url), JSON.stringify({ url, ...copy, body: copy.body.toString('base64') }));
+  }
+
+  async function load() {
+    const files = (await fs.readdir(keptDir).catch(() => [])).filter((f) => f.endsWith('.json')).slice(0, MAX_CACHED_RELEASES);
+    const kept: Array<{ url: string; body: Buffer } & Validators> = [];
+    for (const f of files) {
+      try {
+        const j = JSON.parse(await fs.readFile(path.join(keptDir, f), 'utf8')) as { url: string; body: string; etag?: string; lastModified?: string };
+        if (keptFile(j.url) !== path.join(keptDir, f)) throw new Error('not the file of its URL');
+        kept.push({ url: j.url, body: Buffer.from(j.body, 'base64'), ...(j.etag ? { etag: j.etag } : {}), ...(j.lastModified ? { lastModified: j.lastModified } : {}) });
+      } catch {
+        await fs.rm(path.join(keptDir, f), { force: true });
+      }
+    }
+    // Release before its Release.gpg, as apt asks for them.
+    for (const k of kept.sort((a, b) => a.url.localeCompare(b.url))) {
+      const t = repos.classify(new URL(k.url));
+      if (t.kind !== 'release') continue;
+      releases.set(k.url, k);
+      await repos.releaseFetched(t.dist, t.file, k.body);
+    }
+  }
+
+  return { server, repos, load };
 }
 
 /** The origin URL of a proxy request: absolute-form (`GET http://host/path`) or the path form (`/host/path`, `/https/host/path`). */

@@ -42,7 +42,9 @@ export class AptRepos {
   private indexes = new Map<string, { dist: string; base: string; debs: DebIndex }>();
   private reading = new Map<string, Promise<void>>();
 
-  constructor(private verify: (signed: SignedRelease) => Promise<Release>, private log: (level: 'info' | 'warn', msg: string, fields?: Record<string, unknown>) => void) {}
+  constructor(private verify: (signed: SignedRelease) => Promise<Release>, private log: (level: 'info' | 'warn', msg: string, fields?: Record<string, unknown>) => void,
+    /** Debian's name for this machine's architecture: where `_all.deb` files are looked up. */
+    private hostArch = debianArch(process.arch)) {}
 
   /** What a request URL is. */
   classify(url: URL): AptTarget {
@@ -108,6 +110,33 @@ export class AptRepos {
     for (const [sha, ix] of this.indexes) if (ix.dist === dist) this.indexes.delete(sha);
   }
 
+  /**
+   * A .deb no read index names (the daemon restarted, and apt did not need its lists again):
+   * the verified Packages index of its component and architecture that is not read yet, to
+   * read now. Each index is tried once.
+   */
+  indexFor(url: URL): { dist: string; name: string; sha256: string; size: number } | undefined {
+    const href = `${url.origin}${url.pathname}`;
+    const m = /\/pool\/([^/]+)\/.*_([a-z0-9-]+)\.u?deb$/.exec(href);
+    if (!m) return undefined;
+    const arch = m[2] === 'all' ? this.hostArch : m[2]!;
+    for (const [dist, s] of this.suites) {
+      if (!href.startsWith(dist.slice(0, dist.lastIndexOf('dists/')))) continue;
+      for (const ext of ['.xz', '.gz', '']) {
+        const name = `${m[1]}/binary-${arch}/Packages${ext}`;
+        const e = s.release.files.get(name);
+        if (!e) continue;
+        if (this.indexes.has(e.sha256) || this.tried.has(e.sha256)) break;
+        this.tried.add(e.sha256);
+        if (this.tried.size > 4 * MAX_INDEXES) this.tried.delete(this.tried.values().next().value!);
+        return { dist, name, ...e };
+      }
+    }
+    return undefined;
+  }
+
+  private tried = new Set<string>();
+
   /** Whether the .debs of this verified Packages index are known already (or being read). */
   hasIndex(sha256: string): boolean {
     return this.indexes.has(sha256) || this.reading.has(sha256);
@@ -132,4 +161,9 @@ export class AptRepos {
     this.reading.set(sha256, p);
     return p;
   }
+}
+
+/** Node's process.arch in Debian's words. */
+export function debianArch(arch: string): string {
+  return ({ x64: 'amd64', arm64: 'arm64', arm: 'armhf', ia32: 'i386', ppc64: 'ppc64el', s390x: 's390x', riscv64: 'riscv64', loong64: 'loong64' } as Record<string, string>)[arch] ?? arch;
 }
