@@ -211,3 +211,52 @@ test('chunks in shared pool buffers are hashed off the main thread, stored, serv
   t.true(store.get(L.sha256)!.complete, 'durable and recorded: complete after a restart');
   await store.close();
 });
+
+test('a learned blob (only its whole SHA-256 known) shares only what it fetched itself, is complete only once proven whole, and keeps its hashes across a restart', async (t) => {
+  const dir = await tmpDir(t);
+  const L = layoutOf(randomBytes(3 * MiB + 7));
+  const learned: BlobLayout = { sha256: L.sha256, size: L.size, chunkSize: MiB, chunks: [], learned: true };
+  let store = await BlobStore.open(dir, 100 * MiB);
+  const blob = await store.ensure(learned);
+  t.true(blob.unproven);
+  t.is(await blob.writeChunk(0, L.part(0), true), 'stored');
+  t.is(await blob.writeChunk(1, L.part(1), false), 'stored');
+  t.true(blob.servable(0), 'fetched from the origin by us: shared');
+  t.false(blob.servable(1), 'from a peer, unproven: not passed on');
+  // A wrong chunk is taken (nothing can tell yet), and the proof fails.
+  const bad = Buffer.from(L.part(2));
+  bad[0] ^= 1;
+  await blob.writeChunk(2, bad, false);
+  await blob.writeChunk(3, L.part(3), true);
+  await blob.whenAllDurable();
+  t.false(await store.prove(blob));
+  t.false(blob.complete);
+  await blob.drop([2], 'changed-on-disk');
+  t.is(await blob.writeChunk(2, L.part(2), true), 'stored', 'the replaced chunk learns its true hash');
+  await blob.whenAllDurable();
+  t.true(await store.prove(blob));
+  t.true(blob.complete);
+  t.true(blob.servable(1), 'proven: every chunk is shared');
+  t.deepEqual(blob.chunks, L.chunks);
+  await store.close();
+  store = await BlobStore.open(dir, 100 * MiB);
+  const again = store.get(L.sha256)!;
+  t.true(again.complete);
+  t.deepEqual(again.chunks, L.chunks, 'the learned hashes were persisted');
+  t.is((await store.ensure(learned)).sha256, L.sha256, 'asked by hash again: the same blob');
+  await store.close();
+});
+
+test('an unproven learned blob starts over after a restart: its chunk hashes were only claims', async (t) => {
+  const dir = await tmpDir(t);
+  const L = layoutOf(randomBytes(2 * MiB));
+  let store = await BlobStore.open(dir, 100 * MiB);
+  const blob = await store.ensure({ sha256: L.sha256, size: L.size, chunkSize: MiB, chunks: [], learned: true });
+  await blob.writeChunk(0, L.part(0), true);
+  await store.close();
+  store = await BlobStore.open(dir, 100 * MiB);
+  const again = store.get(L.sha256)!;
+  t.true(again.unproven);
+  t.is(again.heldCount, 0);
+  await store.close();
+});
