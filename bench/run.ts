@@ -2,6 +2,7 @@
 import { benchPublish } from './publish.js';
 import { benchFanout, benchMemory, benchSwarm, benchThroughput } from './site-bench.js';
 import { benchSite } from './site-netns-bench.js';
+import { benchApt } from './apt-bench.js';
 
 const BENCHES: Record<string, () => Promise<void>> = {
   publish: benchPublish,
@@ -10,6 +11,7 @@ const BENCHES: Record<string, () => Promise<void>> = {
   throughput: benchThroughput,
   memory: benchMemory,
   site: benchSite,
+  apt: benchApt,
 };
 
 // Daemons run as installed (systemd/install.sh): without source maps, which cost memory.
