@@ -197,7 +197,6 @@ export class Blob extends EventEmitter {
     if (!learn && digest !== this.chunks[i]) throw new ShoalError('chunk-mismatch', `chunk ${i} of ${this.sha256.slice(0, 12)}: SHA-256 differs from the expected hash`);
     if (this.closed) throw new ShoalError('aborted', 'blob was closed');
     if (this.have[i] || this.writing.has(i)) return 'already';
-    if (this.learning && this.chunks[i] !== '' && digest !== this.chunks[i]) return 'already';
     this.writing.add(i);
     if (learn) this.chunks[i] = digest;
     this.state.writers++;
