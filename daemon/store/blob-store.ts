@@ -164,9 +164,7 @@ export class BlobStore {
       }
       await fs.writeFile(p.journal, Buffer.alloc(0));
       // The meta goes last: without it, a crash leaves files the next start deletes.
-      const meta: Meta = layout.learned
-        ? { sha256: layout.sha256, size: layout.size, chunkSize: layout.chunkSize, chunks: [], learned: true }
-        : { sha256: layout.sha256, size: layout.size, chunkSize: layout.chunkSize, chunks: layout.chunks };
+      const meta = metaOf(layout, !!layout.learned);
       await writeFileAtomic(p.meta, JSON.stringify(meta));
       const blob = await this.openBlob(meta);
       this.blobs.set(layout.sha256, blob);
@@ -243,11 +241,9 @@ export class BlobStore {
     await this.writeMeta(b);
   }
 
-  private async writeMeta(b: Blob) {
-    const meta: Meta = b.unproven
-      ? { sha256: b.sha256, size: b.size, chunkSize: b.chunkSize, chunks: [], learned: true, pinned: b.pinned }
-      : { sha256: b.sha256, size: b.size, chunkSize: b.chunkSize, chunks: b.chunks, pinned: b.pinned };
-    await writeFileAtomic(this.paths(b.sha256).meta, JSON.stringify(meta));
+  /** `learned`: written as unproven (no chunk hashes), whatever the blob holds now. */
+  private async writeMeta(b: Blob, learned = b.unproven) {
+    await writeFileAtomic(this.paths(b.sha256).meta, JSON.stringify(metaOf(b, learned)));
   }
 
   /**
@@ -261,7 +257,7 @@ export class BlobStore {
     if (!b.allDurable) return false;
     const digest = await this.hasher.digestFile(b.dataPath, 0, b.size).catch(() => undefined);
     if (digest !== b.sha256 || !b.allDurable || b.closed) return false;
-    await writeFileAtomic(this.paths(b.sha256).meta, JSON.stringify({ sha256: b.sha256, size: b.size, chunkSize: b.chunkSize, chunks: b.chunks, pinned: b.pinned } satisfies Meta));
+    await this.writeMeta(b, false);
     b.proven();
     return true;
   }
@@ -289,6 +285,12 @@ export class BlobStore {
   async close(): Promise<void> {
     await Promise.allSettled([...this.blobs.values()].map((b) => b.close()));
   }
+}
+
+/** What a blob's meta file says: an unproven learned blob keeps no chunk hashes (they are only claims). */
+function metaOf(b: BlobLayout & { pinned?: boolean }, learned: boolean): Meta {
+  const base = { sha256: b.sha256, size: b.size, chunkSize: b.chunkSize, ...(b.pinned !== undefined ? { pinned: b.pinned } : {}) };
+  return learned ? { ...base, chunks: [], learned: true } : { ...base, chunks: b.chunks };
 }
 
 function validLayout(m: Partial<BlobLayout>): m is BlobLayout {

@@ -17,6 +17,7 @@ import { Readable } from 'node:stream';
 import { writeFileAtomic } from '../../manifests/atomic-file.js';
 import { ShoalError, fromSystemError } from '../errors.js';
 import type { HashPool } from './hash-pool.js';
+import { chunkCount } from '../../manifests/chunker.js';
 
 export interface BlobLayout {
   sha256: string;
@@ -95,7 +96,7 @@ export class Blob extends EventEmitter {
     this.size = layout.size;
     this.chunkSize = layout.chunkSize;
     this.learning = !!layout.learned;
-    this.chunks = this.learning ? Array.from({ length: Math.ceil(layout.size / layout.chunkSize) }, (_, i) => layout.chunks[i] ?? '') : layout.chunks;
+    this.chunks = this.learning ? Array.from({ length: chunkCount(layout.size, layout.chunkSize) }, (_, i) => layout.chunks[i] ?? '') : layout.chunks;
     this.witnessed = new Uint8Array(this.learning ? this.chunks.length : 0);
     this.have = new Uint8Array(this.chunks.length);
     this.durable = new Uint8Array(this.chunks.length);

@@ -610,7 +610,12 @@ export class BlobDownload extends EventEmitter {
    */
   private async blame() {
     const byPeer = new Map<string, number[]>();
-    this.suppliedBy!.forEach((id, c) => { if (id !== undefined && this.blob.have[c]) byPeer.set(id, [...(byPeer.get(id) ?? []), c]); });
+    this.suppliedBy!.forEach((id, c) => {
+      if (id === undefined || !this.blob.have[c]) return;
+      const list = byPeer.get(id);
+      if (list) list.push(c);
+      else byPeer.set(id, [c]);
+    });
     const sha = this.blob.sha256.slice(0, 12);
     // Cheapest suspects first: whoever supplied the fewest chunks is read again first.
     for (const [id, chunks] of [...byPeer].sort((a, b) => a[1].length - b[1].length)) {
