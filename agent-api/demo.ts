@@ -73,6 +73,7 @@ try {
       peerListen: { host: '127.0.0.1', port: ports[i]! },
       adminListen: { host: '127.0.0.1', port: 0 },
       aptListen: { host: '127.0.0.1', port: 0 },
+      ociListen: { host: '127.0.0.1', port: 0 },
       cacheDir: path.join(dir, `daemon${i}`),
       trustedKeys: [key.publicKey.text],
       staticPeers: ports.filter((_, j) => j !== i).map((port) => ({ host: '127.0.0.1', port })),

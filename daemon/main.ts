@@ -18,6 +18,8 @@ import { Content } from './frontends/content.js';
 import { SavingsLog } from './admin/savings.js';
 import { systemClock } from './common/clock.js';
 import { createAptProxy, type AptProxy } from './apt/proxy.js';
+import { createOciMirror } from './oci/mirror.js';
+import { RegistryCredentials } from './oci/tokens.js';
 import { FetchManager } from './fetch/fetches.js';
 import { DaemonState } from './fetch/state.js';
 import { OriginClient } from './origin/origin-client.js';
@@ -52,8 +54,8 @@ export interface Daemon {
 /** Settings SIGHUP applies at once; the rest need a restart. */
 const LIVE_KEYS: Array<keyof Config> = ['originMaxBytesPerSec', 'uploadMaxBytesPerSec', 'originWindows', 'uploadSchedule', 'trustedKeys', 'threshold',
   'channels', 'channelCron', 'channelJitterMs', 'gcCron', 'scrubCron', 'scrubMaxBytesPerSec', 'cacheHighWatermark', 'cacheLowWatermark', 'cacheMaxBytes',
-  'logLevel', 'banMs', 'minPeerBytesPerSec'];
-const RESTART_KEYS: Array<keyof Config> = ['peerListen', 'adminListen', 'aptListen', 'aptKeyrings', 'cacheDir', 'discovery', 'interfaces', 'siteId', 'siteSecret'];
+  'logLevel', 'banMs', 'minPeerBytesPerSec', 'ociResolve', 'ociRegistries'];
+const RESTART_KEYS: Array<keyof Config> = ['peerListen', 'adminListen', 'aptListen', 'aptKeyrings', 'ociListen', 'cacheDir', 'discovery', 'interfaces', 'siteId', 'siteSecret'];
 
 /** Under systemd (Type=notify, NotifyAccess=all): Node has no datagram unix sockets, so systemd-notify says READY=1. */
 function notifySystemd(log: Logger) {
@@ -155,6 +157,8 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
     onResponse: (status) => metrics.originRequests.inc({ code: codeLabel(status) }),
   });
   life.add({ name: 'origin client', stop: () => origin.close() });
+  // Registered whatever ociListen says: a chunk of a layer can be leased to this daemon by any peer's pull.
+  origin.addCredentials(new RegistryCredentials(() => config.ociRegistries, (url, max, signal) => origin.fetchCredential(url, max, signal), systemClock));
 
   const swarm = new Swarm({
     selfId, config, log, store, table, client, origin,
@@ -207,7 +211,7 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
     onUpload: (n) => metrics.uploadBytes.inc(n),
     ...(auth ? { authenticate: (req: import('node:http').IncomingMessage) => void auth.verify(req) } : {}),
   });
-  const ports = { peer: 0, admin: 0, apt: 0 };
+  const ports = { peer: 0, admin: 0, apt: 0, oci: 0 };
   let ready = false;
   life.add(listener('peer listener', `peerListen ${config.peerListen.host}:${config.peerListen.port}`, peerServer, async () => { ports.peer = await listen(peerServer, config.peerListen.host, config.peerListen.port); }));
 
@@ -229,6 +233,17 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
       await load();
       ports.apt = await listen(server, at.host, at.port);
     }));
+  }
+  if (config.ociListen) {
+    const at = config.ociListen;
+    const mirror = createOciMirror({
+      content, origin, log, registries: () => config.ociRegistries, resolveTags: () => config.ociResolve,
+      counted: (how, bytes) => {
+        (how === 'local' ? metrics.localBytes : metrics.unsharedBytes).inc({ kind: 'oci' }, bytes);
+        savings.add('oci', how, bytes);
+      },
+    });
+    life.add(listener('oci mirror', `ociListen ${at.host}:${at.port}`, mirror, async () => { ports.oci = await listen(mirror, at.host, at.port); }));
   }
   if (config.agentSocket) {
     const sock = config.agentSocket;
@@ -262,7 +277,7 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
   life.add({ name: 'readiness', start: () => { ready = true; notifySystemd(log); }, stop: () => { ready = false; } });
 
   await life.start();
-  log.notice('shoald ready', { peerId: selfId, peerPort: ports.peer, adminPort: ports.admin, ...(ports.apt ? { aptPort: ports.apt } : {}), site: config.siteId, cacheDir: config.cacheDir });
+  log.notice('shoald ready', { peerId: selfId, peerPort: ports.peer, adminPort: ports.admin, ...(ports.apt ? { aptPort: ports.apt } : {}), ...(ports.oci ? { ociPort: ports.oci } : {}), site: config.siteId, cacheDir: config.cacheDir });
 
   return {
     peerId: selfId, peerPort: ports.peer, adminPort: ports.admin, config, metrics, swarm, fetches, table, store, jobs,

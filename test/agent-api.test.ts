@@ -12,7 +12,7 @@ test('`shoal daemon` serves the agent API on loopback and a unix socket, answers
   const dir = await tmpDir(t);
   const sock = path.join(dir, 'run/agent.sock');
   const [k] = keys(1);
-  const proc = spawn(process.execPath, [CLI, 'daemon', '--cache-dir', path.join(dir, 'cache'), '--peer-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--apt-listen', '127.0.0.1:0',
+  const proc = spawn(process.execPath, [CLI, 'daemon', '--cache-dir', path.join(dir, 'cache'), '--peer-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--apt-listen', '127.0.0.1:0', '--oci-listen', '127.0.0.1:0',
     '--agent-socket', sock, '--trusted-keys', k!.publicKey.text, '--site-id', 'lab'], { stdio: ['ignore', 'pipe', 'pipe'] });
   t.teardown(() => proc.kill('SIGKILL'));
   const exited = new Promise<number | null>((r) => proc.once('exit', (c) => r(c)));
@@ -72,7 +72,7 @@ test('shoald refuses a bad config with the key named, and exits non-zero', async
   await new Promise<void>((res) => busy.listen(0, '127.0.0.1', res));
   t.teardown(() => { busy.close(); });
   const port = (busy.address() as net.AddressInfo).port;
-  const r2 = await runShoal(['daemon', '--cache-dir', path.join(dir, 'cache'), '--peer-listen', `127.0.0.1:${port}`, '--admin-listen', '127.0.0.1:0', '--apt-listen', '127.0.0.1:0']);
+  const r2 = await runShoal(['daemon', '--cache-dir', path.join(dir, 'cache'), '--peer-listen', `127.0.0.1:${port}`, '--admin-listen', '127.0.0.1:0', '--apt-listen', '127.0.0.1:0', '--oci-listen', '127.0.0.1:0']);
   t.is(r2.code, 1);
   t.is(r2.stderr.trim(), `shoal: error [bad-config]: peerListen 127.0.0.1:${port}: cannot listen: address already in use`);
 });

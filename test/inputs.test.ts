@@ -60,7 +60,7 @@ test('a cacheDir that is a file, or under one, is one bad-config line naming the
   const file = path.join(dir, 'plain');
   await fs.writeFile(file, '');
   for (const where of [file, path.join(file, 'sub')]) {
-    const r = await runShoal(['daemon', '--cache-dir', where, '--peer-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--apt-listen', '127.0.0.1:0']);
+    const r = await runShoal(['daemon', '--cache-dir', where, '--peer-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--apt-listen', '127.0.0.1:0', '--oci-listen', '127.0.0.1:0']);
     t.is(r.code, 1);
     t.is(r.stderr.trim(), `shoal: error [bad-config]: cacheDir ${where}: not a directory`);
   }
@@ -73,11 +73,11 @@ requires(process.getuid?.() === 0 ? undefined : 'a read-only bind mount needs ro
   execFileSync('mount', ['--bind', ro, ro]);
   t.teardown(() => { execFileSync('umount', [ro]); });
   execFileSync('mount', ['-o', 'remount,ro,bind', ro]);
-  const r = await runShoal(['daemon', '--cache-dir', ro, '--peer-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--apt-listen', '127.0.0.1:0']);
+  const r = await runShoal(['daemon', '--cache-dir', ro, '--peer-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--apt-listen', '127.0.0.1:0', '--oci-listen', '127.0.0.1:0']);
   t.is(r.code, 1);
   t.is(r.stderr.trim(), `shoal: error [bad-config]: cacheDir ${ro}: read-only file system`);
   // A writable cacheDir with a read-only stateDir names stateDir.
-  const r2 = await runShoal(['daemon', '--cache-dir', path.join(dir, 'c'), '--state-dir', ro, '--peer-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--apt-listen', '127.0.0.1:0']);
+  const r2 = await runShoal(['daemon', '--cache-dir', path.join(dir, 'c'), '--state-dir', ro, '--peer-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--apt-listen', '127.0.0.1:0', '--oci-listen', '127.0.0.1:0']);
   t.is(r2.code, 1);
   t.is(r2.stderr.trim(), `shoal: error [bad-config]: stateDir ${ro}: read-only file system`);
 });

@@ -8,6 +8,7 @@ import { ShoalError } from '../errors.js';
 import { parseDuration, parseSize } from '../../manifests/units.js';
 import cron from 'node-cron';
 import { parseWindow } from '../schedule/windows.js';
+import { DEFAULT_REGISTRIES, type Registry } from '../oci/reference.js';
 
 export interface HostPort { host: string; port: number }
 
@@ -20,6 +21,12 @@ export interface Config {
   aptListen?: HostPort;
   /** Keyring files, or folders of *.gpg / *.asc, that apt Release signatures are checked against. */
   aptKeyrings: string[];
+  /** The OCI pull mirror's listener ('' or "off": none). */
+  ociListen?: HostPort;
+  /** Answer manifests by tag (always resolved against the upstream registry, never a peer). */
+  ociResolve: boolean;
+  /** Upstream registries the mirror pulls from: the name clients use and its API's base URL. */
+  ociRegistries: Registry[];
   agentSocket?: string;
   cacheDir: string;
   /** Peer id and accepted sequences; default $STATE_DIRECTORY, else cacheDir. */
@@ -78,6 +85,9 @@ export const DEFAULTS: Config = {
   adminListen: { host: '127.0.0.1', port: 7401 },
   aptListen: { host: '127.0.0.1', port: 3142 },
   aptKeyrings: ['/etc/apt/trusted.gpg', '/etc/apt/trusted.gpg.d', '/etc/apt/keyrings', '/usr/share/keyrings'],
+  ociListen: { host: '127.0.0.1', port: 7402 },
+  ociResolve: false,
+  ociRegistries: DEFAULT_REGISTRIES,
   cacheDir: '/var/cache/shoal',
   cacheMaxBytes: 20 * 2 ** 30,
   trustedKeys: [],
@@ -219,12 +229,35 @@ const httpUrl: Parser = (v, key) => {
   }
 };
 
+const boolean: Parser = (v, key) => {
+  if (v === true || v === 'true' || v === '1') return true;
+  if (v === false || v === 'false' || v === '0') return false;
+  throw bad(key, 'expected true or false');
+};
+
+/** `{host, url}`, or "host=url" in the environment and on the command line. */
+const registry: Parser = (v, key) => {
+  const o = typeof v === 'string' ? { host: v.split('=')[0], url: v.split('=').slice(1).join('=') } : v;
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw bad(key, 'expected {"host": …, "url": …} or "host=url"');
+  const { host, url, ...rest } = o as Record<string, unknown>;
+  if (Object.keys(rest).length) throw bad(`${key}.${Object.keys(rest)[0]}`, 'is not a known field');
+  if (typeof host !== 'string' || !/^[a-z0-9.-]{1,253}(?::\d{1,5})?$/.test(host)) throw bad(`${key}.host`, 'expected a lower-case registry host[:port]');
+  return { host, url: (httpUrl(url, `${key}.url`) as string).replace(/\/+$/, '') };
+};
+
 const PARSERS: Record<keyof Config, Parser> = {
   peerListen: hostPort,
   advertiseHost: string(/^[A-Za-z0-9.:-]+$/, 'expected a host name or address'),
   adminListen: hostPort,
   aptListen: (v, key) => (v === '' || v === 'off' ? undefined : hostPort(v, key)),
   aptKeyrings: list(string()),
+  ociListen: (v, key) => (v === '' || v === 'off' ? undefined : hostPort(v, key)),
+  ociResolve: boolean,
+  ociRegistries: (v, key) => {
+    const out = list(registry)(v, key) as Registry[];
+    if (new Set(out.map((r) => r.host)).size !== out.length) throw bad(key, 'a registry is named twice');
+    return out;
+  },
   agentSocket: string(),
   cacheDir: string(),
   stateDir: string(),

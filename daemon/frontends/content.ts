@@ -36,6 +36,12 @@ export interface ContentDeps {
 export class Content {
   constructor(private d: ContentDeps) {}
 
+  /** The blob if it is cached here complete. */
+  cached(sha256: string): Blob | undefined {
+    const b = this.d.swarm.store.get(sha256);
+    return b?.complete ? b : undefined;
+  }
+
   /** The complete blob if cached (a local hit), else the site download that will complete it. */
   async acquire(ref: ContentRef, opts: { override?: boolean; signal?: AbortSignal } = {}): Promise<{ blob: Blob; download?: BlobDownload }> {
     if (!HEX64_RE.test(ref.sha256)) throw new ShoalError('bad-request', 'sha256 must be 64 lowercase hex characters');

@@ -26,6 +26,17 @@ export interface OriginOptions {
   onResponse?: (status: number | undefined) => void;
 }
 
+/**
+ * Credentials for some origins (a registry's bearer tokens): extra request headers per URL,
+ * and a 401's challenge answered once before the request is tried again.
+ */
+export interface OriginCredentials {
+  /** Headers to add for url (authorization, accept), or undefined when url is not this provider's. */
+  headers(url: string): Record<string, string> | undefined;
+  /** The WWW-Authenticate of a 401 for url: resolves true when new credentials are worth one more try. */
+  challenged(url: string, wwwAuthenticate: string, signal?: AbortSignal): Promise<boolean>;
+}
+
 /** HTTP cache validators of a document. */
 export interface Validators {
   etag?: string;
@@ -43,6 +54,7 @@ export class OriginClient {
   private readonly agent: Agent;
   private readonly clock: Clock;
   private readonly noRange = new Set<string>();
+  private readonly credentials: OriginCredentials[] = [];
 
   constructor(private opts: OriginOptions) {
     this.clock = opts.clock ?? systemClock;
@@ -57,10 +69,51 @@ export class OriginClient {
     this.dispatcher = this.agent.compose(interceptors.redirect({ maxRedirections: 3 }));
   }
 
+  /** Adds a credentials provider; the first whose headers() answers for a URL applies. */
+  addCredentials(c: OriginCredentials) {
+    this.credentials.push(c);
+  }
+
+  /**
+   * Every origin request: the credentials' headers merged in (a caller's own headers win),
+   * and a 401 answered by its provider's challenge once. Redirects to another origin drop
+   * Authorization (undici's redirect handler), so a storage backend never sees a token.
+   */
+  private async send(url: string, method: 'GET' | 'HEAD', headers: Record<string, string>, signal?: AbortSignal): Promise<Dispatcher.ResponseData> {
+    for (let attempt = 0; ; attempt++) {
+      let provider: OriginCredentials | undefined;
+      let extra: Record<string, string> | undefined;
+      for (const c of this.credentials) if ((extra = c.headers(url))) { provider = c; break; }
+      const res = await this.dispatcher.request({ ...target(url), method, ...(signal ? { signal } : {}), headers: { ...extra, ...headers } });
+      this.opts.onResponse?.(res.statusCode);
+      const challenge = res.headers['www-authenticate'];
+      if (res.statusCode === 401 && provider && attempt === 0 && typeof challenge === 'string') {
+        discard(res.body);
+        if (await provider.challenged(url, challenge, signal)) continue;
+        throw httpError(url, 401);
+      }
+      return res;
+    }
+  }
+
   /** A small document (manifest, channel) with a hard size cap. */
   async fetchDocument(url: string, maxBytes: number, signal?: AbortSignal): Promise<Buffer> {
     const r = await this.document(url, maxBytes, { accept: 'application/json' }, signal);
     return r.body!;
+  }
+
+  /**
+   * A credential document (a registry token): outside the concurrency cap, because the
+   * requests waiting for it hold slots of that cap.
+   */
+  async fetchCredential(url: string, maxBytes: number, signal?: AbortSignal): Promise<Buffer> {
+    return (await this.document(url, maxBytes, { accept: 'application/json' }, signal, false)).body!;
+  }
+
+  /** A small document asked for with the caller's headers (a registry manifest by tag): its body and the answer's headers. */
+  async fetchWith(url: string, maxBytes: number, headers: Record<string, string>, signal?: AbortSignal): Promise<{ body: Buffer; headers: Dispatcher.ResponseData['headers'] }> {
+    const r = await this.document(url, maxBytes, headers, signal);
+    return { body: r.body!, headers: r.headers };
   }
 
   /**
@@ -74,21 +127,20 @@ export class OriginClient {
     return this.document(url, maxBytes, headers, signal);
   }
 
-  private async document(url: string, maxBytes: number, headers: Record<string, string>, signal?: AbortSignal): Promise<{ status: 200 | 304; body?: Buffer } & Validators> {
+  private async document(url: string, maxBytes: number, headers: Record<string, string>, signal?: AbortSignal, capped = true): Promise<{ status: 200 | 304; body?: Buffer; headers: Dispatcher.ResponseData['headers'] } & Validators> {
     checkUrl(url);
-    const release = await this.sem.acquire(signal);
+    const release = capped ? await this.sem.acquire(signal) : () => {};
     try {
       // Few attempts: an agent is waiting for an answer, and documents are cheap to ask for again.
       return await this.retrying(url, signal, 3, async () => {
-        const res = await this.dispatcher.request({ ...target(url), method: 'GET', signal, headers });
-        this.opts.onResponse?.(res.statusCode);
+        const res = await this.send(url, 'GET', headers, signal);
         const v: Validators = {
           ...(typeof res.headers.etag === 'string' ? { etag: res.headers.etag } : {}),
           ...(typeof res.headers['last-modified'] === 'string' ? { lastModified: res.headers['last-modified'] } : {}),
         };
         if (res.statusCode === 304 && (headers['if-none-match'] || headers['if-modified-since'])) {
           discard(res.body);
-          return { status: 304 as const, ...v };
+          return { status: 304 as const, headers: res.headers, ...v };
         }
         if (res.statusCode !== 200) {
           discard(res.body);
@@ -104,7 +156,7 @@ export class OriginClient {
           }
           parts.push(b);
         }
-        return { status: 200 as const, body: Buffer.concat(parts), ...v };
+        return { status: 200 as const, body: Buffer.concat(parts), headers: res.headers, ...v };
       });
     } finally {
       release();
@@ -118,8 +170,7 @@ export class OriginClient {
    */
   async passThrough(url: string, method: 'GET' | 'HEAD', headers: Record<string, string>, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
     checkUrl(url);
-    const res = await this.dispatcher.request({ ...target(url), method, signal, headers });
-    this.opts.onResponse?.(res.statusCode);
+    const res = await this.send(url, method, headers, signal);
     return res;
   }
 
@@ -130,8 +181,7 @@ export class OriginClient {
     const release = await this.sem.acquire(signal);
     try {
       return await this.retrying(url, signal, 3, async () => {
-        const res = await this.dispatcher.request({ ...target(url), method: 'HEAD', ...(signal ? { signal } : {}), headers: { 'accept-encoding': 'identity' } });
-        this.opts.onResponse?.(res.statusCode);
+        const res = await this.send(url, 'HEAD', { 'accept-encoding': 'identity' }, signal);
         discard(res.body);
         if (res.statusCode !== 200) throw httpError(url, res.statusCode);
         const n = Number(res.headers['content-length']);
@@ -198,8 +248,7 @@ export class OriginClient {
     if (floor) judge();
     const sig = signal ? AbortSignal.any([signal, cut.signal]) : cut.signal;
     try {
-      const res = await this.dispatcher.request({ ...target(url), method: 'GET', signal: sig, headers: { range: `bytes=${from}-${end}`, 'accept-encoding': 'identity' } });
-      this.opts.onResponse?.(res.statusCode);
+      const res = await this.send(url, 'GET', { range: `bytes=${from}-${end}`, 'accept-encoding': 'identity' }, sig);
       let skip = 0;
       if (res.statusCode === 206) {
         const cr = CONTENT_RANGE_RE.exec(String(res.headers['content-range'] ?? ''));

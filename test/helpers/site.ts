@@ -43,6 +43,8 @@ export interface RunningDaemon {
   adminPort: number;
   /** The apt proxy's port (0: none). */
   aptPort: number;
+  /** The OCI mirror's port (0: none). */
+  ociPort: number;
   peerId: string;
   api: string;
   client: AgentClient;
@@ -74,6 +76,7 @@ export async function startShoald(o: DaemonOptions): Promise<RunningDaemon> {
     peerListen: o.peer,
     adminListen: '127.0.0.1:0',
     aptListen: '127.0.0.1:0',
+    ociListen: '127.0.0.1:0',
     cacheDir: path.join(o.dir, 'cache'),
     trustedKeys: o.trustedKeys,
     staticPeers: o.staticPeers.filter((p) => p !== o.peer),
@@ -97,7 +100,7 @@ export async function startShoald(o: DaemonOptions): Promise<RunningDaemon> {
   const proc = spawn(cmd[0]!, cmd.slice(1), opts);
   const logs: string[] = [];
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
-  const ready = await new Promise<{ peerId: string; adminPort: number; aptPort?: number }>((resolve, reject) => {
+  const ready = await new Promise<{ peerId: string; adminPort: number; aptPort?: number; ociPort?: number }>((resolve, reject) => {
     let buf = '';
     const timer = setTimeout(() => { proc.kill('SIGKILL'); reject(new Error(`${o.name} did not start: ${logs.join('\n')}`)); }, 15_000);
     proc.stdout!.on('data', (d: Buffer) => {
@@ -109,8 +112,8 @@ export async function startShoald(o: DaemonOptions): Promise<RunningDaemon> {
         logs.push(line);
         if (logs.length > 2000) logs.shift();
         try {
-          const j = JSON.parse(line) as { msg?: string; peerId?: string; adminPort?: number; aptPort?: number };
-          if (j.msg === 'shoald ready') { clearTimeout(timer); resolve({ peerId: j.peerId!, adminPort: j.adminPort!, aptPort: j.aptPort ?? 0 }); }
+          const j = JSON.parse(line) as { msg?: string; peerId?: string; adminPort?: number; aptPort?: number; ociPort?: number };
+          if (j.msg === 'shoald ready') { clearTimeout(timer); resolve({ peerId: j.peerId!, adminPort: j.adminPort!, aptPort: j.aptPort ?? 0, ociPort: j.ociPort ?? 0 }); }
         } catch { /* not JSON */ }
       }
     });
@@ -120,7 +123,7 @@ export async function startShoald(o: DaemonOptions): Promise<RunningDaemon> {
   const api = `http://127.0.0.1:${ready.adminPort}`;
   const [peerHost, peerPort] = [o.peer.slice(0, o.peer.lastIndexOf(':')), Number(o.peer.slice(o.peer.lastIndexOf(':') + 1))];
   return {
-    name: o.name, dir: o.dir, peer: o.peer, peerHost, peerPort, adminPort: ready.adminPort, aptPort: ready.aptPort ?? 0, peerId: ready.peerId, api,
+    name: o.name, dir: o.dir, peer: o.peer, peerHost, peerPort, adminPort: ready.adminPort, aptPort: ready.aptPort ?? 0, ociPort: ready.ociPort ?? 0, peerId: ready.peerId, api,
     client: o.netns ? new AgentClient({ socket: path.join(o.dir, 'agent.sock') }) : new AgentClient({ api }), proc, logs, exited,
     async kill(signal: NodeJS.Signals = 'SIGTERM') {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
