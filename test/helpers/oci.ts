@@ -55,7 +55,9 @@ export async function startRegistry(dir: string, opts: { listen?: string; token?
     await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=shoal test token issuer']);
     const der = (await fs.readFile(cert, 'utf8')).replace(/-----[^-]+-----|\s/g, '');
     const pem = await fs.readFile(key, 'utf8');
-    const tport = await freePort();
+    // Where clients reach it: the realm is the token server's address as the clients see it.
+    const thost = opts.listen ?? '127.0.0.1';
+    const tport = await freePort(thost);
     tokenServer = http.createServer((req, res) => {
       const u = new URL(req.url ?? '/', 'http://x');
       const access = u.searchParams.getAll('scope').map((s) => {
@@ -70,8 +72,8 @@ export async function startRegistry(dir: string, opts: { listen?: string; token?
       const body = JSON.stringify({ token: `${head}.${sig}`, expires_in: 300 });
       res.writeHead(200, { 'content-type': 'application/json' }).end(body);
     });
-    await new Promise<void>((r) => tokenServer!.listen(tport, '127.0.0.1', () => r()));
-    auth = `auth:\n  token:\n    realm: http://127.0.0.1:${tport}/token\n    service: shoal-test-registry\n    issuer: shoal-test\n    rootcertbundle: ${cert}\n`;
+    await new Promise<void>((r) => tokenServer!.listen(tport, thost, () => r()));
+    auth = `auth:\n  token:\n    realm: http://${thost}:${tport}/token\n    service: shoal-test-registry\n    issuer: shoal-test\n    rootcertbundle: ${cert}\n`;
   }
   const config = path.join(dir, 'config.yml');
   await fs.writeFile(config, `version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${path.join(dir, 'data')}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:${port}\n${auth}`);
