@@ -3,6 +3,7 @@ import { benchPublish } from './publish.js';
 import { benchFanout, benchMemory, benchSwarm, benchThroughput } from './site-bench.js';
 import { benchSite } from './site-netns-bench.js';
 import { benchApt } from './apt-bench.js';
+import { benchOci } from './oci-bench.js';
 
 const BENCHES: Record<string, () => Promise<void>> = {
   publish: benchPublish,
@@ -12,6 +13,7 @@ const BENCHES: Record<string, () => Promise<void>> = {
   memory: benchMemory,
   site: benchSite,
   apt: benchApt,
+  oci: benchOci,
 };
 
 // Daemons run as installed (systemd/install.sh): without source maps, which cost memory.

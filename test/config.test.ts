@@ -45,3 +45,23 @@ test('bad config names the key, where it came from and why', async (t) => {
   await bad({}, /environment: config key leaseTtlMs/, { env: { SHOAL_LEASE_TTL_MS: 'soon' } });
   await t.throwsAsync(loadConfig({ file: path.join(dir, 'missing.json') }), { message: /config file .*missing\.json/ });
 });
+
+test('OCI keys: the mirror listener, ociResolve, registries as objects or host=url', async (t) => {
+  const d = await loadConfig({ env: {} });
+  t.deepEqual(d.ociListen, { host: '127.0.0.1', port: 7402 });
+  t.false(d.ociResolve);
+  t.true(d.ociRegistries.some((r) => r.host === 'docker.io' && r.url === 'https://registry-1.docker.io'));
+  const c = await loadConfig({ env: { SHOAL_OCI_RESOLVE: 'true', SHOAL_OCI_REGISTRIES: 'docker.io=https://mirror.example/,10.0.0.5:5000=http://10.0.0.5:5000', SHOAL_OCI_LISTEN: 'off' } });
+  t.true(c.ociResolve);
+  t.is(c.ociListen, undefined);
+  t.deepEqual(c.ociRegistries, [{ host: 'docker.io', url: 'https://mirror.example' }, { host: '10.0.0.5:5000', url: 'http://10.0.0.5:5000' }]);
+  for (const [env, why] of [
+    [{ SHOAL_OCI_RESOLVE: 'yes' }, /ociResolve: expected true or false/],
+    [{ SHOAL_OCI_REGISTRIES: 'Docker.IO=https://x' }, /ociRegistries\[0\]\.host/],
+    [{ SHOAL_OCI_REGISTRIES: 'a.io=ftp://x' }, /ociRegistries\[0\]\.url/],
+    [{ SHOAL_OCI_REGISTRIES: 'a.io=https://x,a.io=https://y' }, /named twice/],
+  ] as const) {
+    const e = await t.throwsAsync(loadConfig({ env }), { instanceOf: ShoalError });
+    t.regex(e!.message, why);
+  }
+});

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { CA_CHUNK_SIZE } from '../daemon/frontends/content.js';
 import { FakePeer } from './helpers/fake-peer.js';
 import { sha256File, tmpDir } from './helpers/fixtures.js';
-import { OCI_TOOLS, buildImage, pushImage, skopeoPull, startRegistry, writeRegistriesConf } from './helpers/oci.js';
+import { OCI_TOOLS, buildImage, pulledBlob, pushImage, skopeoPull, startRegistry, writeRegistriesConf } from './helpers/oci.js';
 import { parseMetrics, sum } from './helpers/prometheus.js';
 import { requires } from './helpers/requires.js';
 import { startShoald, startSite, waitForPeers } from './helpers/site.js';
@@ -42,7 +42,7 @@ ociTest('four daemons pull one image at once through their own mirror: every dig
   }));
   for (const p of pulls) t.is(p.digest, img.digest);
   for (const [i] of daemons.entries()) {
-    for (const l of img.layers) t.is(`sha256:${await sha256File(path.join(dir, `out${i}`, l.digest.slice(7)))}`, l.digest);
+    for (const l of img.layers) t.is(`sha256:${await sha256File(pulledBlob(path.join(dir, `out${i}`), l.digest))}`, l.digest);
   }
   const egress = reg.egress() - before;
   t.log(`registry egress ${(egress / MiB).toFixed(2)} MiB for an image of ${(img.size / MiB).toFixed(2)} MiB: ${(egress / img.size).toFixed(3)}×; ${reg.tokens()} tokens`);
@@ -148,7 +148,7 @@ ociTest('a peer serving a corrupted layer: the pull still succeeds with the righ
   await writeRegistriesConf(conf, reg.host, `127.0.0.1:${d.ociPort}`);
   const p = await skopeoPull(`${reg.host}/app@${img.digest}`, path.join(dir, 'out'), conf);
   t.is(p.digest, img.digest);
-  t.is(`sha256:${await sha256File(path.join(dir, 'out', layer.digest.slice(7)))}`, layer.digest);
+  t.is(`sha256:${await sha256File(pulledBlob(path.join(dir, 'out'), layer.digest))}`, layer.digest);
   t.true(liar.served > 0, 'the liar was asked');
   const peers = await d.client.peers();
   t.true(peers.some((x) => x.banned && /differ from the origin/.test(x.banReason ?? '')), JSON.stringify(peers));

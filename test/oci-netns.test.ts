@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { sha256File, tmpDir } from './helpers/fixtures.js';
 import { createTestbed, netnsSupport } from './helpers/netns.js';
-import { OCI_TOOLS, buildImage, pushImage, skopeoPull, startRegistry, writeRegistriesConf } from './helpers/oci.js';
+import { OCI_TOOLS, buildImage, pulledBlob, pushImage, skopeoPull, startRegistry, writeRegistriesConf } from './helpers/oci.js';
 import { startShoald } from './helpers/site.js';
 import { until } from './helpers/until.js';
 
@@ -45,7 +45,7 @@ netnsTest('4 hosts pull one image through their own shoald at once: every digest
   for (const [i, p] of pulls.entries()) {
     t.is(p.digest, img.digest);
     const big = img.layers[0]!;
-    t.is(`sha256:${await sha256File(path.join(dir, `out${i}`, big.digest.slice(7)))}`, big.digest);
+    t.is(`sha256:${await sha256File(pulledBlob(path.join(dir, `out${i}`), big.digest))}`, big.digest);
   }
   const egress = reg.egress() - before;
   const bound = (img.size * 8) / wan;

@@ -41,6 +41,11 @@ export interface OciMirrorDeps {
 export function createOciMirror(d: OciMirrorDeps): http.Server {
   /** Media types of manifests served, by digest (a manifest fetched by digest carries no Content-Type). */
   const types = new Map<string, string>();
+  /**
+   * Sizes of the blobs and child manifests the manifests served here name (from bytes that
+   * matched their digest): a blob asked for next needs no HEAD to the registry first.
+   */
+  const sizes = new Map<string, number>();
   const server = http.createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 0, headersTimeout: 15_000, keepAliveTimeout: 30_000 }, (req, res) => {
     res.setHeader('docker-distribution-api-version', 'registry/2.0');
     handle(req, res).catch((e) => {
@@ -64,17 +69,21 @@ export function createOciMirror(d: OciMirrorDeps): http.Server {
     const sha256 = t.sha256!;
     const url = upstreamUrl(t, t.kind);
     const cached = d.content.cached(sha256);
-    if (t.kind === 'blob' && req.method === 'HEAD' && !cached) {
+    const known = sizes.get(sha256);
+    if (t.kind === 'blob' && req.method === 'HEAD' && !cached && known === undefined) {
       // A client checking that a blob exists: the registry's answer, without fetching the blob.
       const size = await d.origin.probeSize(url, ctl.signal);
       return void res.writeHead(200, blobHeaders(t.reference, 'application/octet-stream', size)).end();
+    }
+    if (t.kind === 'blob' && req.method === 'HEAD' && !cached) {
+      return void res.writeHead(200, blobHeaders(t.reference, 'application/octet-stream', known!)).end();
     }
     let blob: Blob;
     let local = !!cached;
     if (cached) blob = cached;
     else {
-      let size: number | undefined;
-      if (t.kind === 'manifest') {
+      let size = known;
+      if (t.kind === 'manifest' && size === undefined) {
         size = await d.origin.probeSize(url, ctl.signal);
         if (size > MAX_MANIFEST_BYTES) throw new OciRequestError(404, 'MANIFEST_UNKNOWN', `manifest larger than ${MAX_MANIFEST_BYTES} bytes`);
       }
@@ -83,8 +92,12 @@ export function createOciMirror(d: OciMirrorDeps): http.Server {
     let type = 'application/octet-stream';
     if (t.kind === 'manifest') {
       if (blob.size > MAX_MANIFEST_BYTES) throw new OciRequestError(404, 'MANIFEST_UNKNOWN', `manifest larger than ${MAX_MANIFEST_BYTES} bytes`);
-      type = types.get(sha256) ?? manifestMediaType(await readAll(blob));
-      remember(types, sha256, type);
+      if (!types.has(sha256)) {
+        const body = await readAll(blob);
+        noteSizes(sizes, body);
+        remember(types, sha256, manifestMediaType(body));
+      }
+      type = types.get(sha256)!;
     }
     const sent = await serveBlob(blob, req, res, { 'content-type': type, 'docker-content-digest': t.reference });
     if (local) d.counted('local', sent);
@@ -102,6 +115,7 @@ export function createOciMirror(d: OciMirrorDeps): http.Server {
     const ct = got.headers['content-type'];
     const type = typeof ct === 'string' && /^[\w.+-]+\/[\w.+-]+$/.test(ct.split(';')[0]!.trim()) ? ct.split(';')[0]!.trim() : manifestMediaType(got.body);
     remember(types, digest.slice(7), type);
+    noteSizes(sizes, got.body);
     res.writeHead(200, blobHeaders(digest, type, got.body.length));
     if (req.method === 'HEAD') return void res.end();
     res.end(got.body);
@@ -115,7 +129,23 @@ function blobHeaders(digest: string, type: string, size: number): http.OutgoingH
   return { 'content-type': type, 'content-length': size, 'docker-content-digest': digest, 'accept-ranges': 'bytes', etag: `"${digest}"` };
 }
 
-function remember(m: Map<string, string>, k: string, v: string) {
+/** The descriptors a manifest (or index) lists: digest → size. */
+function noteSizes(sizes: Map<string, number>, body: Buffer) {
+  let j: { config?: unknown; layers?: unknown; manifests?: unknown };
+  try {
+    j = JSON.parse(body.toString('utf8')) as typeof j;
+  } catch {
+    return;
+  }
+  const list = [j.config, ...(Array.isArray(j.layers) ? j.layers : []), ...(Array.isArray(j.manifests) ? j.manifests : [])];
+  for (const x of list.slice(0, 1024)) {
+    const o = x as { digest?: unknown; size?: unknown } | null;
+    const m = typeof o?.digest === 'string' ? /^sha256:([a-f0-9]{64})$/.exec(o.digest) : null;
+    if (m && Number.isSafeInteger(o!.size) && (o!.size as number) >= 0) remember(sizes, m[1]!, o!.size as number);
+  }
+}
+
+function remember<V>(m: Map<string, V>, k: string, v: V) {
   m.delete(k);
   m.set(k, v);
   while (m.size > MAX_TYPES) m.delete(m.keys().next().value!);

@@ -101,9 +101,10 @@ export async function startRegistry(dir: string, opts: { listen?: string; token?
       socks.add(c).add(up);
       up.on('data', (b: Buffer) => { egress += b.length; });
       c.pipe(up).pipe(c);
-      const end = () => { c.destroy(); up.destroy(); socks.delete(c); socks.delete(up); };
-      c.on('error', end).on('close', end);
-      up.on('error', end).on('close', end);
+      // The registry's side closing ends the client's side once its queued bytes are sent
+      // (through the shaped link they wait long after the registry wrote them).
+      up.on('error', () => c.destroy()).on('close', () => socks.delete(up));
+      c.on('error', () => up.destroy()).on('close', () => { up.destroy(); socks.delete(c); });
     });
     (relay as net.Server & { socks?: Set<net.Socket> }).socks = socks;
     await new Promise<void>((r) => relay!.listen(rport, opts.listen, () => r()));
@@ -140,13 +141,14 @@ async function sha256File(file: string): Promise<string> {
 }
 
 /**
- * Writes an OCI image layout holding one image: uncompressed tar layers of a random file
+ * Writes an OCI image layout holding one image: gzip'ed tar layers of a random file
  * each (sizes in bytes), a config naming their diff_ids, and the manifest under `tag`.
  */
 export async function buildImage(layout: string, tag: string, layerBytes: number[]): Promise<OciImage> {
   const blobs = path.join(layout, 'blobs/sha256');
   await fs.mkdir(blobs, { recursive: true });
   const layers: OciImage['layers'] = [];
+  const diffIds: string[] = [];
   for (const [i, bytes] of layerBytes.entries()) {
     const work = path.join(layout, `..`, `${path.basename(layout)}-layer${i}`);
     await fs.rm(work, { recursive: true, force: true });
@@ -154,6 +156,10 @@ export async function buildImage(layout: string, tag: string, layerBytes: number
     await makeFile(path.join(work, `payload-${i}.bin`), bytes);
     const tarFile = path.join(layout, `layer${i}.tar`);
     await run('tar', ['-C', work, '--owner=0', '--group=0', '--mtime=@0', '-cf', tarFile, '.']);
+    diffIds.push(`sha256:${await sha256File(tarFile)}`);
+    // Compressed, as registries hold layers (gzip -1: the payload is random and does not shrink).
+    await run('gzip', ['-1', '-n', tarFile]);
+    await fs.rename(`${tarFile}.gz`, tarFile);
     await fs.rm(work, { recursive: true, force: true });
     const hex = await sha256File(tarFile);
     await fs.rename(tarFile, path.join(blobs, hex));
@@ -165,11 +171,11 @@ export async function buildImage(layout: string, tag: string, layerBytes: number
     await fs.writeFile(path.join(blobs, hex), body);
     return { digest: `sha256:${hex}`, size: body.length };
   };
-  const config = await put({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: layers.map((l) => l.digest) }, history: layers.map(() => ({ created_by: 'shoal test' })) });
+  const config = await put({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: diffIds }, history: layers.map(() => ({ created_by: 'shoal test' })) });
   const manifest = await put({
     schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
     config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
-    layers: layers.map((l) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar', ...l })),
+    layers: layers.map((l) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...l })),
   });
   await fs.writeFile(path.join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
   await fs.writeFile(path.join(layout, 'index.json'), JSON.stringify({
@@ -179,10 +185,14 @@ export async function buildImage(layout: string, tag: string, layerBytes: number
 }
 
 /** Our own trust policy (accept anything: the test checks digests itself), so the machine's containers-common is not needed. */
-async function policy(): Promise<string> {
-  const file = path.join(os.tmpdir(), 'shoal-test-skopeo-policy.json');
-  await fs.writeFile(file, JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
-  return file;
+let policyFile: Promise<string> | undefined;
+function policy(): Promise<string> {
+  // Written once per process (pulls start at once and must never read it half-written).
+  return (policyFile ??= (async () => {
+    const file = path.join(os.tmpdir(), `shoal-test-skopeo-policy-${process.pid}.json`);
+    await fs.writeFile(file, JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
+    return file;
+  })());
 }
 
 /** skopeo copy, as is (digests kept), from the layout into the registry as repo:tag. */
@@ -200,13 +210,14 @@ export async function writeRegistriesConf(file: string, registryHost: string, mi
 }
 
 /**
- * skopeo copy of `ref` (docker://…) into a dir: layout under `out`, with `registriesConf`.
- * Resolves with the digest of the manifest pulled (sha256 of dir:'s manifest.json) and the time taken.
+ * skopeo copy of `ref` (docker://…) into an OCI layout at `out`, with `registriesConf`
+ * (an oci: destination, as a runtime's store: skopeo copies its layers in parallel; into dir: one at a time).
+ * Resolves with the digest of the manifest pulled and the time taken.
  */
 export async function skopeoPull(ref: string, out: string, registriesConf: string, opts: { netns?: string; timeoutMs?: number } = {}): Promise<{ digest: string; ms: number }> {
   await fs.rm(out, { recursive: true, force: true });
   // --registries-conf (a global flag skopeo does not list in --help): this skopeo ignores CONTAINERS_REGISTRIES_CONF.
-  const args = ['--registries-conf', registriesConf, '--policy', await policy(), 'copy', '--quiet', '--retry-times', '0', '--src-tls-verify=false', `docker://${ref}`, `dir:${out}`];
+  const args = ['--registries-conf', registriesConf, '--policy', await policy(), 'copy', '--quiet', '--retry-times', '0', '--preserve-digests', '--src-tls-verify=false', `docker://${ref}`, `oci:${out}:pulled`];
   const cmd = opts.netns ? ['ip', 'netns', 'exec', opts.netns, 'skopeo', ...args] : ['skopeo', ...args];
   const t0 = performance.now();
   await run(cmd[0]!, cmd.slice(1), {
@@ -214,5 +225,14 @@ export async function skopeoPull(ref: string, out: string, registriesConf: strin
     timeout: opts.timeoutMs ?? 180_000, maxBuffer: 1 << 20,
   });
   const ms = performance.now() - t0;
-  return { digest: `sha256:${await sha256File(path.join(out, 'manifest.json'))}`, ms };
+  const index = JSON.parse(await fs.readFile(path.join(out, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string }> };
+  const digest = index.manifests[0]!.digest;
+  // The layout names the manifest by its digest: check the bytes say so.
+  if (`sha256:${await sha256File(pulledBlob(out, digest))}` !== digest) throw new Error(`${out}: the manifest does not match its digest`);
+  return { digest, ms };
+}
+
+/** Where a pulled layout keeps the blob of a digest. */
+export function pulledBlob(out: string, digest: string): string {
+  return path.join(out, 'blobs/sha256', digest.slice(7));
 }
