@@ -177,11 +177,13 @@ test('a grant of chunks another member is leasing reveals a double grant: handed
   const busy = s.addPeer('busy00000001', [7]);
   const twice = s.addPeer('coord0000001', 'none');
   const released: number[] = [];
+  let granted: number[] | undefined;
   twice.answer = async (req) => {
     released.push(...(req.release ?? []));
     if (!req.want?.length) return { coordinator: twice.id, held: {}, granted: [] };
-    // It grants the same run to the busy member, which starts on it at once.
-    const run = req.want.slice(0, 4);
+    // It grants the same run to the busy member, which starts on it at once (never more than asked for).
+    const run = req.want.slice(0, Math.min(4, req.max ?? 4));
+    granted ??= run;
     busy.leasing = new Set(run);
     busy.have[0] = 1;
     busy.seq++;
@@ -198,8 +200,9 @@ test('a grant of chunks another member is leasing reveals a double grant: handed
   t.is(d.state, 'done');
   t.is(s.distrusted, 1);
   t.false(s.banned.has(twice.id), 'two members that each believe they coordinate look the same: skipped, not banned');
-  t.deepEqual(released.slice(0, 4), [0, 1, 2, 3], 'the double grant was handed back');
-  t.is(s.originBytes, 3 * CHUNK, 'chunks 0-3 came from the member that leased them first (and 7 from what it held), only 4-6 from the origin');
+  t.true(granted!.length >= 2);
+  t.deepEqual(released.slice(0, granted!.length), granted, 'the double grant was handed back');
+  t.is(s.originBytes, (7 - granted!.length) * CHUNK, 'the doubly granted chunks came from the member that leased them first (and 7 from what it held), only the rest from the origin');
 });
 
 test('with no source at all (no holder, the origin down) the download fails with unavailable after noProgressTimeoutMs of fake time', async (t) => {

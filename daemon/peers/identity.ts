@@ -18,10 +18,15 @@ export const IDENTITY_FILE = 'identity.key';
 /** How far a signed request's clock may be from ours. */
 const WINDOW_MS = 60_000;
 const MAX_REMEMBERED = 100_000;
+/** Parsed public keys kept (a site's members and then some; junk keys only push out the oldest). */
+const MAX_KEYS = 1024;
 
 /** The peer id of a public key (`ed25519:…`): 16 bytes of its SHA-256, base64url. */
 export function peerIdOf(publicKeyText: string): string {
-  const pub = parsePublicKey(publicKeyText);
+  return idOfKey(parsePublicKey(publicKeyText));
+}
+
+function idOfKey(pub: { keyid: string }): string {
   return Buffer.from(pub.keyid, 'hex').subarray(0, 16).toString('base64url');
 }
 
@@ -32,6 +37,7 @@ export class Identity {
   readonly id: string;
   readonly publicKey: string;
   private seen = new Map<string, number>();
+  private keys = new Map<string, ReturnType<typeof parsePublicKey>>();
 
   private constructor(private key: SigningKey, private now: () => number) {
     this.publicKey = key.publicKey.text;
@@ -72,12 +78,17 @@ export class Identity {
     if (parts.length !== 4) throw fail(`missing or malformed ${PEER_HEADER} header`);
     const [pub, ts, nonce, sig] = parts as [string, string, string, string];
     if (!/^\d{1,16}$/.test(ts) || !/^[A-Za-z0-9_-]{8,64}$/.test(nonce)) throw fail('malformed fields');
-    let key;
-    try { key = parsePublicKey(pub); } catch { throw fail('not an Ed25519 public key'); }
+    // A site has few members, each signing many requests: its key is parsed once (about as dear as the verify).
+    let key = this.keys.get(pub);
+    if (!key) {
+      try { key = parsePublicKey(pub); } catch { throw fail('not an Ed25519 public key'); }
+      if (this.keys.size >= MAX_KEYS) this.keys.delete(this.keys.keys().next().value!);
+      this.keys.set(pub, key);
+    }
     const now = this.now();
     if (Math.abs(now - Number(ts)) > WINDOW_MS) throw fail('timestamp outside the accepted window');
     if (!verifyBytes(key, requestBytes(method, p, ts, nonce, body), sig)) throw fail('bad signature');
-    const id = peerIdOf(pub);
+    const id = idOfKey(key);
     const k = `${id} ${nonce}`;
     if (this.seen.has(k)) throw fail('replayed request');
     if (this.seen.size >= MAX_REMEMBERED) for (const [key2, t] of this.seen) if (now - t > WINDOW_MS || this.seen.size >= MAX_REMEMBERED) this.seen.delete(key2);

@@ -476,7 +476,12 @@ export class BlobDownload extends EventEmitter {
     try {
       const whole = this.wholeBody;
       const want = (whole ? [...askable].sort((a, b) => a - b) : askable).slice(0, MAX_LEASE_LIST);
-      const answer = await this.lease(whole ? { want, max: MAX_LEASE_LIST, whole } : { want, max: this.ctx.config.leaseRunChunks });
+      // A fair share of what is left, when other members are fetching this blob too: each then
+      // holds chunks only it can serve at first (a learned blob's rule), and serves them to the
+      // rest, so no one member's uplink carries the whole blob to every other.
+      const fetching = 1 + [...this.partial].filter((id) => this.peerHave.has(id)).length;
+      const share = Math.max(1, Math.ceil(askable.length / fetching));
+      const answer = await this.lease(whole ? { want, max: MAX_LEASE_LIST, whole } : { want, max: Math.min(this.ctx.config.leaseRunChunks, share) });
       this.nextLeaseAt = this.ctx.clock.now() + this.ctx.timing.leaseRetryMs;
       if (!answer) return;
       const { coord, full, res } = answer;
