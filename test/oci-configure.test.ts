@@ -113,3 +113,50 @@ requires(missing ? `${missing} is not installed` : undefined)('podman/skopeo: th
   await t.throwsAsync(fs.stat(dropIn));
   await t.throwsAsync(fs.stat(path.join(root, 'etc/shoal/oci-configured-podman.json')));
 });
+
+/** A throwaway containerd (content store only: no CRI, no snapshotters that need a kernel feature) on its own socket. */
+async function startContainerd(t: import('ava').ExecutionContext, dir: string): Promise<string> {
+  await fs.mkdir(dir, { recursive: true });
+  const sock = path.join(dir, 'containerd.sock');
+  const config = path.join(dir, 'containerd.toml');
+  await fs.writeFile(config, [
+    'version = 2', `root = "${dir}/root"`, `state = "${dir}/state"`,
+    'disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs"]',
+    '[grpc]', `  address = "${sock}"`, '[ttrpc]', `  address = "${sock}.ttrpc"`, '[debug]', '  address = ""', '[metrics]', '  address = ""', '',
+  ].join('\n'));
+  const { spawn } = await import('node:child_process');
+  const proc = spawn('containerd', ['--config', config], { stdio: 'ignore' });
+  t.teardown(() => { proc.kill('SIGKILL'); });
+  for (let i = 0; spawnSync('ctr', ['-a', sock, 'version']).status !== 0; i++) {
+    if (i > 100) throw new Error('containerd did not start');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return sock;
+}
+
+const noContainerd = process.getuid?.() !== 0 ? 'containerd needs root' : ['containerd', 'ctr', ...OCI_TOOLS].find((b) => spawnSync('sh', ['-c', `command -v ${b}`]).status !== 0);
+requires(noContainerd ? `${noContainerd}${noContainerd.includes(' ') ? '' : ' is not installed'}` : undefined)('containerd: ctr --hosts-dir with the hosts.toml shoal wrote fetches the image through the mirror, tag resolved at the registry', async (t) => {
+  const dir = await tmpDir(t);
+  const reg = await startRegistry(path.join(dir, 'registry'), { listen: '127.0.0.1', token: true });
+  t.teardown(() => reg.stop());
+  const img = await buildImage(path.join(dir, 'img'), 'v1', [3 << 20, 100_000]);
+  await pushImage(img, reg.host, 'app');
+  const d = await startShoald({ name: 'd0', dir: path.join(dir, 'd0'), peer: '127.0.0.1:0', staticPeers: [], trustedKeys: [], config: { ociRegistries: [{ host: reg.host, url: reg.url }] } });
+  t.teardown(() => d.kill('SIGKILL'));
+  const config = path.join(dir, 'shoal.json');
+  await fs.writeFile(config, JSON.stringify({ ociListen: `127.0.0.1:${d.ociPort}`, ociRegistries: [{ host: reg.host, url: reg.url }] }));
+  const root = path.join(dir, 'root');
+  t.is(shoal(['oci', 'configure', 'containerd', '--config', config, '--root', root]).code, 0);
+  const sock = await startContainerd(t, path.join(dir, 'containerd'));
+  // Not spawnSync: the registry's relay and token server live in this process.
+  const { execFile } = await import('node:child_process');
+  const r = await new Promise<{ code: number | null; err: string }>((resolve) => {
+    execFile('ctr', ['-a', sock, 'content', 'fetch', '--hosts-dir', path.join(root, 'etc/containerd/certs.d'), `${reg.host}/app:v1`], { timeout: 60_000 }, (e, _out, err) => resolve({ code: e ? (typeof e.code === 'number' ? e.code : null) : 0, err }));
+  });
+  t.is(r.code, 0, `${r.err.slice(-3000)}\n${d.logs.slice(-10).join('\n')}`);
+  const m = parseMetrics(await (await fetch(`${d.api}/metrics`)).text());
+  t.true(sum(m, 'shoal_download_bytes_total', { kind: 'oci' }) >= 3 << 20, 'the layers came through the mirror');
+  t.is(sum(m, 'shoal_unshared_bytes_total', { kind: 'oci' }), 0, 'the tag was resolved at the registry, not by the mirror');
+  const info = spawnSync('ctr', ['-a', sock, 'content', 'ls'], { encoding: 'utf8' });
+  for (const l of img.layers) t.true(info.stdout.includes(l.digest), `${l.digest} in containerd's store`);
+});
