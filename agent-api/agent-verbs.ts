@@ -261,6 +261,7 @@ async function statusVerb(argv: string[], io: Io): Promise<number> {
     if (values.json) io.out(JSON.stringify(s));
     else {
       io.out(`shoald ${s.peerId} · site ${s.site}`);
+      io.out(s.link === 'plain' ? '  links      open site: peer links are plain HTTP (anyone on the LAN can read them; set siteSecret)' : '  links      private: TLS 1.3 with the site\'s pre-shared key');
       io.out(`  peers      ${s.peers.healthy} healthy of ${s.peers.known} known`);
       io.out(`  downloads  ${s.downloads.length} active`);
       io.out(`  cache      ${formatBytes(s.cache.usedBytes)} of ${formatBytes(s.cache.maxBytes)} in ${s.cache.blobs} blob(s)`);

@@ -161,22 +161,23 @@ async function hasCommand(cmd: string): Promise<boolean> {
 }
 
 /** One seeded daemon holding the release, plus a way to time fresh daemons fetching it from that peer only. */
-async function peerTransfer(dir: string, td: Teardown, rel: Release) {
+/** `config`: for both daemons (a site secret: the private-link row); `tag` keeps two transfers' folders apart. */
+async function peerTransfer(dir: string, td: Teardown, rel: Release, config: Record<string, unknown> = {}, tag = '') {
   const addrs = await peerAddresses(8);
-  const seed = await startShoald({ name: 'seed', dir: path.join(dir, 'seed'), peer: addrs[0]!, staticPeers: [], trustedKeys: rel.trusted, config: { logLevel: 'warn' } });
+  const seed = await startShoald({ name: `seed${tag}`, dir: path.join(dir, `seed${tag}`), peer: addrs[0]!, staticPeers: [], trustedKeys: rel.trusted, config: { logLevel: 'warn', ...config } });
   td.teardown(async () => { await seed.client.close(); await seed.kill('SIGKILL'); });
   await fetchOn([seed], rel.manifestUrl);
   // Read the seed's copy once, so that it serves from memory as nginx does the origin's file
   // (which the test origin wrote through the cache), whatever the VM did with the pages since.
-  const blobs = path.join(dir, 'seed', 'cache', 'blobs');
+  const blobs = path.join(dir, `seed${tag}`, 'cache', 'blobs');
   for (const f of await fs.readdir(blobs)) if (f.endsWith('.data')) for await (const _ of createReadStream(path.join(blobs, f))) { /* read */ }
   let k = 1;
   return {
     seed,
     /** ms: wall time of the fetch; cpu: CPU seconds the receiver and the serving peer spent on it. */
     async fetchFresh(beforeTimed?: () => Promise<void>): Promise<{ ms: number; rssReceiver: number; cpu: { receiver: number; seed: number } }> {
-      const name = `leech${k}`;
-      const d = await startShoald({ name, dir: path.join(dir, name), peer: addrs[k++]!, staticPeers: [addrs[0]!], trustedKeys: rel.trusted, config: { logLevel: 'warn' } });
+      const name = `leech${tag}${k}`;
+      const d = await startShoald({ name, dir: path.join(dir, name), peer: addrs[k++]!, staticPeers: [addrs[0]!], trustedKeys: rel.trusted, config: { logLevel: 'warn', ...config } });
       try {
         await waitForPeers([d], 1);
         await beforeTimed?.();
@@ -220,9 +221,12 @@ export async function benchThroughput(): Promise<void> {
       if (worker > 0) serverCpu = () => cpuSeconds(worker);
     }
     const transfer = await peerTransfer(dir, td, rel);
+    // The same transfer over a private link (TLS 1.3 with the site's PSK).
+    const private_ = await peerTransfer(dir, td, rel, { siteSecret: 'throughput-bench-secret-0001' }, '-tls');
     const base: number[] = [];
     const shoal: number[] = [];
-    const cpu = { curl: [] as number[], server: [] as number[], receiver: [] as number[], seed: [] as number[] };
+    const tlsMs: number[] = [];
+    const cpu = { curl: [] as number[], server: [] as number[], receiver: [] as number[], seed: [] as number[], tlsReceiver: [] as number[], tlsSeed: [] as number[] };
     let rssRecv = 0;
     const warm = () => warmPageCache(dir, SIZE + 256 * MiB);
     const runCurl = async () => {
@@ -242,21 +246,28 @@ export async function benchThroughput(): Promise<void> {
       cpu.seed.push(r.cpu.seed);
       rssRecv = Math.max(rssRecv, r.rssReceiver);
     };
+    const runTls = async () => {
+      const r = await private_.fetchFresh(warm);
+      tlsMs.push(r.ms);
+      cpu.tlsReceiver.push(r.cpu.receiver);
+      cpu.tlsSeed.push(r.cpu.seed);
+    };
     // Who goes first alternates: this VM's page-cache cost drifts from one transfer to
     // the next, and a fixed order would hand one contender the same phase every time.
     for (let i = 0; i < RUNS; i++) {
-      for (const run of i % 2 ? [runShoal, runCurl] : [runCurl, runShoal]) await run();
+      for (const run of i % 2 ? [runTls, runShoal, runCurl] : [runCurl, runShoal, runTls]) await run();
     }
     const mibs = (ms: number) => SIZE / MiB / (ms / 1000);
     console.log(`throughput: ${SIZE / MiB} MiB over loopback, ${RUNS} runs each in alternating order (medians), each run after the same page-cache warm-up`);
     console.log(`  ${baseName.padEnd(44)} ${fmt(median(base), 0).padStart(6)} ms  ${fmt(mibs(median(base)), 0)} MiB/s  (written to disk)`);
     console.log(`  ${'shoald ← one peer (verify every chunk, fsync)'.padEnd(44)} ${fmt(median(shoal), 0).padStart(6)} ms  ${fmt(mibs(median(shoal)), 0)} MiB/s`);
-    console.log(`  ratio shoal/baseline: ${fmt(median(base) / median(shoal))}  (target ≥ 0.90)`);
+    console.log(`  ${'shoald ← one peer over TLS 1.3 PSK'.padEnd(44)} ${fmt(median(tlsMs), 0).padStart(6)} ms  ${fmt(mibs(median(tlsMs)), 0)} MiB/s`);
+    console.log(`  ratio shoal/baseline: ${fmt(median(base) / median(shoal))}  (target ≥ 0.90); private link ÷ plain: ${fmt(median(shoal) / median(tlsMs))}  (target ≥ 0.85)`);
     console.log(`  each run, ms: curl ${base.map((x) => fmt(x, 0)).join(' ')}; shoald ${shoal.map((x) => fmt(x, 0)).join(' ')}`);
     // CPU is steadier than wall time on a shared VM, and says where the time goes.
     const perGiB = (xs: number[]) => fmt(median(xs) / (SIZE / (1024 * MiB)));
     const cores = os.cpus().length;
-    console.log(`  CPU seconds per GiB (all threads; ${cores} cores = ${cores} s per wall second): curl ${perGiB(cpu.curl)} + server ${perGiB(cpu.server)}; shoald receiver ${perGiB(cpu.receiver)} + serving peer ${perGiB(cpu.seed)}`);
+    console.log(`  CPU seconds per GiB (all threads; ${cores} cores = ${cores} s per wall second): curl ${perGiB(cpu.curl)} + server ${perGiB(cpu.server)}; shoald receiver ${perGiB(cpu.receiver)} + serving peer ${perGiB(cpu.seed)}; over TLS: receiver ${perGiB(cpu.tlsReceiver)} + serving peer ${perGiB(cpu.tlsSeed)}`);
     console.log(`  peak RSS: receiver ${fmt(rssRecv, 0)} MiB, serving peer ${fmt(peakRssMiB(transfer.seed.proc.pid), 0)} MiB`);
   });
 }

@@ -28,7 +28,8 @@ export async function benchSite(): Promise<void> {
     const ideal = (SIZE * 8 * 1000) / WAN_BITS;
     daemons.push(...(await Promise.all(tb.hosts.map((h, i) => startShoald({
       name: `h${i}`, dir: path.join(dir, `h${i}`), peer: `${h.ip}:7400`, staticPeers: [], netns: h.ns, trustedKeys: rel.trusted,
-      config: { discovery: 'mdns', interfaces: ['eth0'], logLevel: 'warn' },
+      // BENCH_SITE_SECRET: a private site (peer links TLS 1.3 with the site's PSK).
+      config: { discovery: 'mdns', interfaces: ['eth0'], logLevel: 'warn', ...(process.env.BENCH_SITE_SECRET ? { siteSecret: process.env.BENCH_SITE_SECRET } : {}) },
     })))));
     const ready = performance.now();
     for (;;) {
@@ -59,7 +60,7 @@ export async function benchSite(): Promise<void> {
     const directMs = performance.now() - t1;
     const directOrigin = origin.bytes(rel.rel);
 
-    console.log(`site: ${N} hosts in network namespaces, mDNS discovery only, ${SIZE / MiB} MiB, WAN ${WAN_BITS / 1e6} Mbit/s (size/rate = ${fmt(ideal / 1000)} s)`);
+    console.log(`site: ${N} hosts in network namespaces, mDNS discovery only, ${SIZE / MiB} MiB, WAN ${WAN_BITS / 1e6} Mbit/s (size/rate = ${fmt(ideal / 1000)} s)${process.env.BENCH_SITE_SECRET ? '; a private site (TLS 1.3 PSK links)' : '; an open site'}`);
     console.log(`                          origin bytes ÷ size   time until all hold it ÷ (size ÷ WAN)`);
     console.log(`  shoal (${N} daemons)       ${fmt(shoalOrigin / SIZE).padStart(8)}              ${fmt(shoalMs / ideal).padStart(8)}   (${fmt(shoalMs / 1000)} s; targets 1.00 and ≤ 1.30)`);
     console.log(`  ${N} direct downloads     ${fmt(directOrigin / SIZE).padStart(8)}              ${fmt(directMs / ideal).padStart(8)}   (${fmt(directMs / 1000)} s)`);

@@ -27,7 +27,7 @@ import { PeerClient } from './peers/peer-client.js';
 import { createPeerServer, listen } from './peers/peer-server.js';
 import { PeerTable } from './peers/peer-table.js';
 import { Identity } from './peers/identity.js';
-import { SiteAuth } from './peers/site-auth.js';
+import { siteLink } from './peers/site-auth.js';
 import { Jobs } from './schedule/jobs.js';
 import { inAnyWindow, parseWindow } from './schedule/windows.js';
 import { BlobStore } from './store/blob-store.js';
@@ -143,11 +143,11 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
   }, { hasher });
   life.add({ name: 'store', stop: () => store.close() });
 
-  // With a site secret every peer request is signed and checked (docs/protocol.md); without one the site is open.
-  const auth = config.siteSecret ? new SiteAuth(config.siteSecret, selfId) : undefined;
-  const client = new PeerClient({ requestTimeoutMs: config.requestTimeoutMs, minBytesPerSec: config.minPeerBytesPerSec, identity, localAddress: config.peerListen.host, ...(auth ? { authHeaders: (m: string, p: string) => auth.headers(m, p) } : {}) });
+  // With a site secret every peer link is TLS 1.3 with the site's PSK (docs/security.md); without one the site is open.
+  const link = config.siteSecret?.length ? siteLink(config.siteSecret) : undefined;
+  const client = new PeerClient({ requestTimeoutMs: config.requestTimeoutMs, minBytesPerSec: config.minPeerBytesPerSec, identity, localAddress: config.peerListen.host, ...(link ? { tls: link.client } : {}) });
   life.add({ name: 'peer client', stop: () => client.close() });
-  const table = new PeerTable(selfId, config.siteId, client, log, { banMs: config.banMs, maxPeers: config.maxPeers });
+  const table = new PeerTable(selfId, config.siteId, client, log, { banMs: config.banMs, maxPeers: config.maxPeers, scheme: link ? 'https' : 'http' });
   for (const sp of config.staticPeers) table.addAddress(sp.host, sp.port, 'static');
   life.add({ name: 'peer table', start: () => table.start(), stop: () => table.stop() });
 
@@ -209,13 +209,13 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
     manifest: (id) => fetches.manifestBytes(id),
     stats: (since) => savings.since(since),
     onUpload: (n) => metrics.uploadBytes.inc(n),
-    ...(auth ? { authenticate: (req: import('node:http').IncomingMessage) => void auth.verify(req) } : {}),
+    ...(link ? { tls: link.server } : {}),
   });
   const ports = { peer: 0, admin: 0, apt: 0, oci: 0 };
   let ready = false;
   life.add(listener('peer listener', `peerListen ${config.peerListen.host}:${config.peerListen.port}`, peerServer, async () => { ports.peer = await listen(peerServer, config.peerListen.host, config.peerListen.port); }));
 
-  const adminDeps: AdminDeps = { selfId, site: config.siteId, fetches, table, swarm, store, content, savings, client, log, metrics, ready: () => ready, peerPort: () => ports.peer, eventStreams: { open: 0 } };
+  const adminDeps: AdminDeps = { selfId, site: config.siteId, link: link?.kind ?? 'plain', fetches, table, swarm, store, content, savings, client, log, metrics, ready: () => ready, peerPort: () => ports.peer, eventStreams: { open: 0 } };
   const adminServer = createAdminServer(adminDeps, { browserGuard: true });
   life.add(listener('admin listener', `adminListen ${config.adminListen.host}:${config.adminListen.port}`, adminServer, async () => { ports.admin = await listen(adminServer, config.adminListen.host, config.adminListen.port); }));
   let aptProxy: AptProxy | undefined;
@@ -265,7 +265,7 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
     life.add({
       name: 'discovery',
       start: () => (discovery = new MdnsDiscovery({
-        selfId, fingerprint: auth?.fingerprint ?? 'open', port: ports.peer, interfaces: config.interfaces, table, log,
+        selfId, fingerprints: link?.fingerprints ?? ['open'], link: link?.kind ?? 'plain', port: ports.peer, interfaces: config.interfaces, table, log,
         // A loopback-only proxy is of no use to other machines: advertised only when it listens beyond.
         ...(config.aptListen && !/^(127\.|::1$|localhost$)/.test(config.aptListen.host) ? { aptProxyPort: ports.apt } : {}),
       })).start(),

@@ -1,47 +1,94 @@
-/** Site isolation on one network: two sites with different secrets never use each other; bad or replayed HMACs get 401. */
+/**
+ * Private links on one network: two sites with different secrets never use each other;
+ * a client without the site's PSK (wrong secret, no secret, plain HTTP) gets no byte;
+ * a TLS client against an open site is refused; secret rotation without a flag day.
+ */
 import test from 'ava';
 import path from 'node:path';
-import { SiteAuth } from '../daemon/peers/site-auth.js';
+import tls from 'node:tls';
+import { siteLink } from '../daemon/peers/site-auth.js';
 import { originWithRelease } from './helpers/release.js';
-import { peerAddresses, startShoald, waitForPeers } from './helpers/site.js';
+import { peerAddresses, startShoald, waitForPeers, type RunningDaemon } from './helpers/site.js';
 import { tmpDir } from './helpers/fixtures.js';
+import { until } from './helpers/until.js';
 
 const MiB = 1 << 20;
 const SECRET_A = 'site-a-secret-0123456789';
 const SECRET_B = 'site-b-secret-9876543210';
 
-test('two sites with different secrets, all listing each other, never exchange a byte; each pulls the origin once', async (t) => {
+/** Speaks TLS to host:port with `opts` and sends GET /v1/info: the answer's first line, or the error. */
+function tlsGet(hostPort: string, opts: tls.ConnectionOptions): Promise<string> {
+  const [host, port] = [hostPort.slice(0, hostPort.lastIndexOf(':')), Number(hostPort.slice(hostPort.lastIndexOf(':') + 1))];
+  return new Promise((resolve) => {
+    let got = '';
+    const s = tls.connect({ host, port, ...opts }, () => s.write(`GET /v1/info HTTP/1.1\r\nhost: ${hostPort}\r\nconnection: close\r\n\r\n`));
+    s.setTimeout(5000, () => s.destroy(new Error('timeout')));
+    s.on('data', (b: Buffer) => { got += b.toString('latin1'); });
+    s.on('error', (e: NodeJS.ErrnoException) => resolve(`error ${e.code ?? e.message}`));
+    s.on('close', () => resolve(got ? got.split('\r\n')[0]! : 'closed'));
+  });
+}
+
+test('two sites with different secrets, all listing each other, never exchange a byte; no client without the PSK gets a byte', async (t) => {
   const dir = await tmpDir(t);
   const { origin, rel } = await originWithRelease(t, dir, { size: 8 * MiB });
-  const addrs = await peerAddresses(4);
+  const addrs = await peerAddresses(5);
   const daemons = await Promise.all(addrs.map((a, i) => startShoald({
     name: `s${i}`, dir: path.join(dir, `s${i}`), peer: a, staticPeers: addrs, trustedKeys: rel.trusted,
-    config: { siteSecret: i < 2 ? SECRET_A : SECRET_B },
+    // s4 is an open site: no secret, plain HTTP.
+    config: i < 4 ? { siteSecret: i < 2 ? SECRET_A : SECRET_B } : {},
   })));
   t.teardown(() => Promise.all(daemons.map(async (d) => { await d.client.close(); await d.kill('SIGKILL'); })));
-  await waitForPeers(daemons, 1);
+  await waitForPeers(daemons.slice(0, 4), 1);
   await new Promise((r) => setTimeout(r, 1500)); // several probe rounds: no cross-site peer may appear
-  for (const [i, d] of daemons.entries()) {
+  for (const [i, d] of daemons.slice(0, 4).entries()) {
     const peers = await d.client.peers();
     t.deepEqual(peers.map((p) => p.id), [daemons[i < 2 ? 1 - i : 5 - i]!.peerId], `${d.name} only knows its own site`);
   }
-  const results = await Promise.all(daemons.map(async (d) => d.client.waitFetch((await d.client.createFetch({ manifestUrl: rel.manifestUrl })).id)));
+  t.deepEqual((await daemons[4]!.client.peers()).map((p) => p.id), [], 'the open site knows none of the private ones');
+
+  // Raw clients against a daemon of site A: only the PSK of A gets an answer.
+  const a0 = daemons[0]!.peer;
+  const plain = await fetch(`http://${a0}/v1/info`).then((r) => `HTTP ${r.status}`, (e: Error) => `error ${(e.cause as NodeJS.ErrnoException)?.code ?? e.message}`);
+  t.regex(plain, /^error/, `plain HTTP to a private site: ${plain}`);
+  t.regex(await tlsGet(a0, siteLink([SECRET_B]).client), /^error/, 'the wrong secret');
+  t.regex(await tlsGet(a0, { rejectUnauthorized: false, minVersion: 'TLSv1.3' }), /^error|^closed$/, 'TLS without any secret');
+  t.is(await tlsGet(a0, siteLink([SECRET_A]).client), 'HTTP/1.1 200 OK', 'the right secret');
+  // A TLS client against the open site: it speaks plain HTTP, the handshake fails.
+  t.regex(await tlsGet(daemons[4]!.peer, siteLink([SECRET_A]).client), /^error/);
+
+  // The daemons kept serving their real peers through all of that.
+  const results = await Promise.all(daemons.slice(0, 4).map(async (d) => d.client.waitFetch((await d.client.createFetch({ manifestUrl: rel.manifestUrl })).id)));
   t.is(origin.bytes(rel.rel), 2 * rel.size, 'each site pulled the artifact from the origin once');
   for (const r of results) t.is(r.bytes.origin + r.bytes.peer, rel.size);
   t.is(results[0]!.bytes.peer + results[1]!.bytes.peer, rel.size, 'site A shared within itself');
   t.is(results[2]!.bytes.peer + results[3]!.bytes.peer, rel.size, 'site B shared within itself');
+});
 
-  // Raw requests: no header, a wrong secret, a replay → 401; a fresh valid one → 200.
-  const url = (p: string) => `http://${daemons[0]!.peer}${p}`;
-  t.is((await fetch(url('/v1/info'))).status, 401);
-  t.is((await fetch(url('/v1/info'), { headers: new SiteAuth(SECRET_B, 'intruder0001').headers('GET', '/v1/info') })).status, 401);
-  const good = new SiteAuth(SECRET_A, 'friendly0001').headers('GET', '/v1/info');
-  t.is((await fetch(url('/v1/info'), { headers: good })).status, 200);
-  const replay = await fetch(url('/v1/info'), { headers: good });
-  t.is(replay.status, 401);
-  t.regex(((await replay.json()) as { error: { message: string } }).error.message, /replayed/);
-  const old = new SiteAuth(SECRET_A, 'friendly0001', () => Date.now() - 120_000).headers('GET', '/v1/info');
-  t.is((await fetch(url('/v1/info'), { headers: old })).status, 401, 'outside the time window');
-  const otherPath = new SiteAuth(SECRET_A, 'friendly0001').headers('GET', '/v1/info');
-  t.is((await fetch(url(`/v1/have/${rel.sha256}`), { headers: otherPath })).status, 401, 'signature binds the path');
+test('secret rotation: [new, old], [old] and [new] all get the artifact through the site; once the old secret is gone everywhere, [old] is out', async (t) => {
+  const dir = await tmpDir(t);
+  const { origin, rel } = await originWithRelease(t, dir, { size: 12 * MiB });
+  const [OLD, NEW] = ['rotation-old-secret-0001', 'rotation-new-secret-0002'];
+  const addrs = await peerAddresses(3);
+  const secrets = [[NEW, OLD], [OLD], [NEW]];
+  const start = (i: number, s: string[]) => startShoald({ name: `r${i}`, dir: path.join(dir, `r${i}`), peer: addrs[i]!, staticPeers: addrs, trustedKeys: rel.trusted, config: { siteSecret: s } });
+  const daemons: RunningDaemon[] = await Promise.all(secrets.map((s, i) => start(i, s)));
+  t.teardown(() => Promise.all(daemons.map(async (d) => { await d.client.close(); await d.kill('SIGKILL'); })));
+  const ids = (d: RunningDaemon) => d.client.peers().then((ps) => ps.filter((p) => p.healthy).map((p) => p.id).sort());
+  // [old] reaches [new, old] (it speaks old, which the other accepts); [new] and [new, old] reach each other.
+  await until(async () => (await ids(daemons[1]!)).includes(daemons[0]!.peerId) && (await ids(daemons[2]!)).includes(daemons[0]!.peerId), 'the rotating member reached', 10_000);
+  t.false((await ids(daemons[1]!)).includes(daemons[2]!.peerId), '[old] and [new] share no secret');
+  // The rotating member fetches first; then [old] and [new] get every byte from it over their own secret.
+  const fetch = async (d: RunningDaemon) => d.client.waitFetch((await d.client.createFetch({ manifestUrl: rel.manifestUrl })).id);
+  t.is((await fetch(daemons[0]!)).state, 'done');
+  const [old, neu] = await Promise.all([fetch(daemons[1]!), fetch(daemons[2]!)]);
+  t.is(old.bytes.peer, rel.size, '[old] got it all from [new, old]');
+  t.is(neu.bytes.peer, rel.size, '[new] got it all from [new, old]');
+  t.is(origin.bytes(rel.rel), rel.size, 'the origin served it once');
+  // The old secret removed everywhere: the member still holding only the old one is out.
+  await daemons[0]!.client.close();
+  await daemons[0]!.kill('SIGTERM');
+  daemons[0] = await start(0, [NEW]);
+  await until(async () => (await ids(daemons[2]!)).includes(daemons[0]!.peerId), '[new] and [new] again', 10_000);
+  await until(async () => (await ids(daemons[1]!)).length === 0, '[old] is out', 15_000);
 });

@@ -1,5 +1,6 @@
 /**
- * A site that survives its worst member: a fake member that ranks first by HRW
+ * A site that survives its worst member, over private links (the liar holds the
+ * site secret, as a member does): a fake member that ranks first by HRW
  * for the artifact and answers every lease request dishonestly, beside three
  * honest daemons fetching the artifact at once (real processes, HTTP, disk).
  * Every fetch completes with the right bytes, the origin serves within the
@@ -21,6 +22,7 @@ const SIZE = 24 * MiB;
 const CHUNK = MiB;
 const RUN = 4; // leaseRunChunks: the double-grant bound is in runs
 const TTL = 1500;
+const SECRET = 'worst-member-site-secret-01';
 
 async function siteWithLiar(t: import('ava').ExecutionContext, lie: CoordinatorLie, opts: { claimFirstHonestId?: boolean } = {}) {
   const dir = await tmpDir(t);
@@ -28,7 +30,7 @@ async function siteWithLiar(t: import('ava').ExecutionContext, lie: CoordinatorL
   // Honest identities made up front (a daemon keeps its key in identity.key), so the liar can rank above them.
   const keys = [0, 1, 2].map(() => generateSigningKey());
   const ids = keys.map((k) => peerIdOf(k.publicKey.text));
-  const fake = new FakeCoordinator(lie, { sha256: rel.sha256, chunks: SIZE / CHUNK }, ids);
+  const fake = new FakeCoordinator(lie, { sha256: rel.sha256, chunks: SIZE / CHUNK }, ids, 'default', SECRET);
   if (opts.claimFirstHonestId) fake.claim = { peerId: ids[0]!, publicKey: keys[0]!.publicKey.text };
   const fakeAddr = await fake.start();
   t.teardown(() => fake.stop());
@@ -39,7 +41,7 @@ async function siteWithLiar(t: import('ava').ExecutionContext, lie: CoordinatorL
     const ddir = path.join(dir, `d${i}`);
     await fs.mkdir(path.join(ddir, 'cache'), { recursive: true });
     await fs.writeFile(path.join(ddir, 'cache', IDENTITY_FILE), keys[i]!.privateKey.export({ format: 'pem', type: 'pkcs8' }) as string, { mode: 0o600 });
-    daemons.push(await startShoald({ name: `d${i}`, dir: ddir, peer: addrs[i]!, staticPeers: [...addrs, fakeAddr], trustedKeys: rel.trusted, config: { leaseRunChunks: RUN, leaseTtlMs: TTL } }));
+    daemons.push(await startShoald({ name: `d${i}`, dir: ddir, peer: addrs[i]!, staticPeers: [...addrs, fakeAddr], trustedKeys: rel.trusted, config: { leaseRunChunks: RUN, leaseTtlMs: TTL, siteSecret: SECRET } }));
   }
   // An impostor is never admitted: then each daemon sees only the other two.
   await waitForPeers(daemons, opts.claimFirstHonestId ? 2 : 3);

@@ -26,6 +26,7 @@ import { parseDuration } from '../../manifests/units.js';
 export interface AdminDeps {
   selfId: string;
   site: string;
+  link: 'tls-psk-v1' | 'plain';
   fetches: FetchManager;
   table: PeerTable;
   swarm: Swarm;
@@ -249,7 +250,7 @@ function peers(d: AdminDeps): PeerView[] {
 
 function status(d: AdminDeps): StatusView {
   return {
-    peerId: d.selfId, site: d.site, peerPort: d.peerPort(),
+    peerId: d.selfId, site: d.site, link: d.link, peerPort: d.peerPort(),
     peers: { healthy: d.table.usable().length, known: d.table.all().length },
     downloads: d.swarm.active().map((x) => x.progress()),
     cache: { usedBytes: d.store.usedBytes(), maxBytes: d.store.maxBytes, blobs: d.store.list().length },

@@ -74,6 +74,8 @@ export interface StatusView {
   peerId: string;
   site: string;
   peerPort: number;
+  /** How peer links are spoken: TLS 1.3 with the site's PSK, or plain HTTP (an open site). */
+  link: 'tls-psk-v1' | 'plain';
   peers: { healthy: number; known: number };
   downloads: DownloadProgress[];
   cache: { usedBytes: number; maxBytes: number; blobs: number };

@@ -40,9 +40,12 @@ export interface Config {
   maxPeers: number;
   interfaces: string[];
   siteId: string;
-  /** Shared secret of the site: peer requests are authenticated, other sites ignored. */
-  siteSecret?: string;
-  /** A file holding the site secret (first line), e.g. a systemd credential. */
+  /**
+   * Shared secret(s) of the site: peer links are TLS 1.3 with a key derived from it, other
+   * sites ignored. During a rotation the current one first, then the previous one.
+   */
+  siteSecret?: string[];
+  /** A file holding the site secret(s), one per line (current first), e.g. a systemd credential. */
   siteSecretFile?: string;
   originMaxBytesPerSec: number;
   /** An origin body slower than this over originMinRateWindowMs is cut and resumed elsewhere or later (0 = never). */
@@ -269,7 +272,12 @@ const PARSERS: Record<keyof Config, Parser> = {
   maxPeers: integer(1, 4096),
   interfaces: list(string(/^[A-Za-z0-9._:-]{1,64}$/, 'expected an interface name or address')),
   siteId: string(/^[A-Za-z0-9._-]{1,64}$/, 'use letters, digits, . _ - (at most 64)'),
-  siteSecret: string(/^\S{16,256}$/, 'expected 16 to 256 characters without spaces'),
+  siteSecret: (v, key) => {
+    const one = string(/^\S{16,256}$/, 'expected 16 to 256 characters without spaces');
+    const list = Array.isArray(v) ? v : [v];
+    if (list.length < 1 || list.length > 4) throw bad(key, 'expected a secret, or a list of 1 to 4 (the current first)');
+    return list.map((x, i) => one(x, Array.isArray(v) ? `${key}[${i}]` : key));
+  },
   siteSecretFile: string(),
   originMaxBytesPerSec: size,
   originMinBytesPerSec: size,
@@ -359,9 +367,11 @@ export async function loadConfig(src: ConfigSources = {}): Promise<Config> {
   if (c.cacheLowWatermark > c.cacheHighWatermark) throw new ShoalError('bad-config', 'config key cacheLowWatermark: must not be above cacheHighWatermark');
   if (c.siteSecretFile && !c.siteSecret) {
     const text = await fs.readFile(c.siteSecretFile, 'utf8').catch((e) => { throw new ShoalError('bad-config', `config key siteSecretFile: ${(e as Error).message}`); });
-    const secret = text.split('\n')[0]!.trim();
-    if (!/^\S{16,256}$/.test(secret)) throw new ShoalError('bad-config', 'config key siteSecretFile: the secret must be 16 to 256 characters without spaces');
-    c.siteSecret = secret;
+    const secrets = text.split('\n').map((l) => l.trim()).filter(Boolean);
+    if (!secrets.length || secrets.length > 4 || !secrets.every((x) => /^\S{16,256}$/.test(x))) {
+      throw new ShoalError('bad-config', 'config key siteSecretFile: expected 1 to 4 lines (the current secret first), each 16 to 256 characters without spaces');
+    }
+    c.siteSecret = secrets;
   }
   if (c.trustedKeys.length > 0 && c.threshold > c.trustedKeys.length) {
     throw new ShoalError('bad-config', `config key threshold: ${c.threshold} is more than the ${c.trustedKeys.length} trusted key(s)`);

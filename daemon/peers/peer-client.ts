@@ -30,22 +30,21 @@ export class PeerClient {
   private agent: Agent;
   private ranges: RangeReader;
   constructor(private opts: {
-    requestTimeoutMs: number; minBytesPerSec: number; identity?: Identity; authHeaders?: (method: string, path: string) => Record<string, string>;
+    requestTimeoutMs: number; minBytesPerSec: number; identity?: Identity;
+    /** With a site secret: the TLS 1.3 PSK client settings (site-auth.ts); peers are then https:// URLs. */
+    tls?: import('node:tls').ConnectionOptions;
     /** Our peer listener's own address when it is a specific one: connections come from it (peers count by address). */
     localAddress?: string;
   }) {
-    const base = buildConnector({ timeout: 3000 });
+    const base = buildConnector({ timeout: 3000, ...(opts.tls ?? {}) } as buildConnector.BuildOptions);
     const local = sourceFor(opts.localAddress);
     this.agent = new Agent({
       connections: 16, headersTimeout: opts.requestTimeoutMs, bodyTimeout: opts.requestTimeoutMs, keepAliveTimeout: 10_000,
       connect: (o, cb) => base({ ...o, localAddress: local(o.hostname) ?? null }, cb),
     });
-    this.ranges = new RangeReader({ connectTimeoutMs: 3000, headersTimeoutMs: opts.requestTimeoutMs, idleMs: 10_000, localAddress: local });
+    this.ranges = new RangeReader({ connectTimeoutMs: 3000, headersTimeoutMs: opts.requestTimeoutMs, idleMs: 10_000, localAddress: local, ...(opts.tls ? { tls: opts.tls } : {}) });
   }
 
-  private headers(method: string, path: string, extra: Record<string, string> = {}) {
-    return { ...extra, ...(this.opts.authHeaders?.(method, path) ?? {}) };
-  }
 
   private async json<T>(peer: PeerAddress, method: 'GET' | 'POST', path: string, body?: unknown, opts: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<{ status: number; data: T | undefined }> {
     const signal = anySignal(opts.signal, AbortSignal.timeout(opts.timeoutMs ?? this.opts.requestTimeoutMs));
@@ -54,7 +53,7 @@ export class PeerClient {
     const proof: Record<string, string> = bytes && this.opts.identity ? { [PEER_HEADER]: this.opts.identity.requestHeader(method, path, bytes) } : {};
     const res = await this.agent.request({
       origin: peer.url, path, method, signal,
-      headers: this.headers(method, path, bytes ? { 'content-type': 'application/json', ...proof } : {}),
+      headers: bytes ? { 'content-type': 'application/json', ...proof } : {},
       body: bytes,
     });
     const parts: Buffer[] = [];
@@ -107,7 +106,7 @@ export class PeerClient {
 
   async manifest(peer: PeerAddress, id: string, maxBytes: number): Promise<Buffer | undefined> {
     const path = paths.manifest(id);
-    const res = await this.agent.request({ origin: peer.url, path, method: 'GET', headers: this.headers('GET', path), signal: AbortSignal.timeout(this.opts.requestTimeoutMs) });
+    const res = await this.agent.request({ origin: peer.url, path, method: 'GET', signal: AbortSignal.timeout(this.opts.requestTimeoutMs) });
     if (res.statusCode !== 200) { discard(res.body); return undefined; }
     const parts: Buffer[] = [];
     let n = 0;
@@ -143,7 +142,7 @@ export class PeerClient {
     }, 250);
     try {
       await this.ranges.read({
-        url: peer.url, path, headers: this.headers('GET', path), start, end, into,
+        url: peer.url, path, headers: {}, start, end, into,
         signal: anySignal(signal, stall.signal),
         onProgress: (n) => { got = n; lastByte = performance.now(); onProgress?.(n); },
       });

@@ -5,6 +5,7 @@
  * sends can crash the daemon.
  */
 import type { SavingsTotals } from '../admin/savings.js';
+import https from 'node:https';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ShoalError } from '../errors.js';
@@ -35,8 +36,8 @@ export interface PeerServerDeps {
   stats?(sinceMs: number): SavingsTotals;
   onUpload?(bytes: number): void;
   log: Logger;
-  /** Checks a request's authentication; throws a ShoalError to refuse (site secret, later). */
-  authenticate?(req: IncomingMessage): void;
+  /** With a site secret: the TLS 1.3 PSK server settings (site-auth.ts). */
+  tls?: import('node:tls').TlsOptions;
 }
 
 const MAX_WAIT_MS = 20_000;
@@ -62,12 +63,16 @@ interface Shares {
 
 export function createPeerServer(d: PeerServerDeps): http.Server {
   const shares: Shares = { sends: new PerKeyLimit(Math.max(1, d.buffers.size - SEND_RESERVE)), waiters: new PerKeyLimit(WAITERS_PER_ADDRESS), waiting: { n: 0 } };
-  const server = http.createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 60_000, headersTimeout: 10_000, keepAliveTimeout: 15_000 }, (req, res) => {
+  const opts = { maxHeaderSize: 16 * 1024, requestTimeout: 60_000, headersTimeout: 10_000, keepAliveTimeout: 15_000 };
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     handle(d, shares, req, res).catch((e) => {
       if (!(e instanceof ShoalError)) d.log('error', 'peer request failed', { url: req.url, error: (e as Error).message });
       sendError(res, e);
     });
-  });
+  };
+  // A private site: TLS 1.3 with the site's PSK, or no byte at all (docs/security.md).
+  const server: http.Server = d.tls ? https.createServer({ ...d.tls, ...opts, handshakeTimeout: 10_000 }, onRequest) : http.createServer(opts, onRequest);
+  if (d.tls) server.on('tlsClientError', (_e, socket) => socket.destroy());
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
     if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\n\r\n`);
@@ -86,7 +91,6 @@ const busy = (res: ServerResponse, message: string) => {
 async function handle(d: PeerServerDeps, shares: Shares, req: IncomingMessage, res: ServerResponse) {
   const url = new URL(req.url ?? '/', 'http://peer');
   const parts = url.pathname.split('/').filter(Boolean);
-  d.authenticate?.(req);
   if (parts[0] !== 'v1') throw new ShoalError('not-found', 'unknown path');
   const [, what, id, ...rest] = parts;
   if (rest.length) throw new ShoalError('not-found', 'unknown path');

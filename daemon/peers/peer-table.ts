@@ -54,8 +54,12 @@ export class PeerTable extends EventEmitter {
   /** Recent times each peer was marked down: a peer that keeps failing is banned, not retried forever. */
   private downs = new Map<string, number[]>();
 
-  constructor(readonly selfId: string, readonly site: string, private client: PeerClient, private log: Logger, opts: { probeMs?: number; maxPeers?: number; banMs?: number } = {}) {
+  /** http, or https on a private site (TLS 1.3 with the site's PSK). */
+  private scheme: 'http' | 'https';
+
+  constructor(readonly selfId: string, readonly site: string, private client: PeerClient, private log: Logger, opts: { probeMs?: number; maxPeers?: number; banMs?: number; scheme?: 'http' | 'https' } = {}) {
     super();
+    this.scheme = opts.scheme ?? 'http';
     this.maxPeers = opts.maxPeers ?? 256;
     this.probeMs = opts.probeMs ?? 1000;
     this.banMs = opts.banMs ?? 60_000;
@@ -83,7 +87,7 @@ export class PeerTable extends EventEmitter {
       }
     }
     if (this.addresses.size >= this.maxPeers * 2) return false;
-    this.addresses.set(address, { url: `http://${address}`, host, source, addedAt: now, ...(source === 'mdns' ? { unconfirmedUntil: now + UNCONFIRMED_TTL_MS } : {}), ...opts });
+    this.addresses.set(address, { url: `${this.scheme}://${address}`, host, source, addedAt: now, ...(source === 'mdns' ? { unconfirmedUntil: now + UNCONFIRMED_TTL_MS } : {}), ...opts });
     return true;
   }
 

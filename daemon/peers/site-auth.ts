@@ -1,69 +1,55 @@
 /**
- * Site isolation: with a site secret, every peer request carries
- *   x-shoal-auth: v1 <peerId> <unix ms> <nonce> <hmac>
- * where hmac = HMAC-SHA256(key, method \n path \n ms \n nonce \n peerId). The
- * server accepts a timestamp within ±30 s and each (peer, nonce) once, so a
- * captured request cannot be replayed. The secret's fingerprint goes in mDNS
- * TXT records so daemons of two sites on one LAN ignore each other.
+ * Private peer links: with a site secret, every peer connection is TLS 1.3
+ * with a pre-shared key derived from the secret (HKDF-SHA256 with a fixed,
+ * versioned label; the raw secret is never used as a key). The PSK identity
+ * names the secret by its fingerprint, so a daemon that holds the current and
+ * the previous secret during a rotation accepts both and speaks the first.
+ * There are no certificates: a peer without the secret fails the handshake
+ * and gets no byte, not even /v1/info. The fingerprints go in mDNS TXT
+ * records, so daemons of two sites on one LAN (or an open one and an
+ * encrypted one) ignore each other.
  */
-import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
-import { ShoalError } from '../errors.js';
+import { createHash, hkdfSync } from 'node:crypto';
+import type tls from 'node:tls';
 
-export const AUTH_HEADER = 'x-shoal-auth';
-const WINDOW_MS = 30_000;
-const MAX_REMEMBERED = 100_000;
+/** The label of the derived key; a new derivation gets a new label (and identity prefix). */
+const PSK_LABEL = 'shoal peer link: TLS 1.3 PSK v1';
+const IDENTITY_PREFIX = 'shoal1-';
+/** TLS 1.3 suites with SHA-256, the hash every OpenSSL pairs with an external PSK. */
+export const PSK_CIPHERS = 'TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256';
+/** How a link is spoken, as mDNS TXT says (`link=`). */
+export type LinkKind = 'tls-psk-v1' | 'plain';
 
 export function siteFingerprint(secret: string): string {
   return createHash('sha256').update(`shoal-site-fingerprint\0${secret}`).digest('hex').slice(0, 16);
 }
 
-export class SiteAuth {
-  private key: Buffer;
-  private seen = new Map<string, number>();
-  readonly fingerprint: string;
+export function linkKey(secret: string): Buffer {
+  return Buffer.from(hkdfSync('sha256', secret, 'shoal-site', PSK_LABEL, 32));
+}
 
-  constructor(secret: string, private selfId: string, private now: () => number = Date.now) {
-    this.key = createHash('sha256').update(`shoal-site-key\0${secret}`).digest();
-    this.fingerprint = siteFingerprint(secret);
-  }
+export interface SiteLink {
+  kind: LinkKind;
+  /** Of every secret held, the current one first. */
+  fingerprints: string[];
+  /** For tls.createServer / https.createServer. */
+  server: tls.TlsOptions;
+  /** For tls.connect (undici's connector, the range reader). */
+  client: tls.ConnectionOptions;
+}
 
-  private mac(method: string, path: string, ts: string, nonce: string, peerId: string): Buffer {
-    return createHmac('sha256', this.key).update(`${method}\n${path}\n${ts}\n${nonce}\n${peerId}`).digest();
-  }
-
-  /** Headers for an outgoing request. */
-  headers(method: string, path: string): Record<string, string> {
-    const ts = String(this.now());
-    const nonce = randomBytes(12).toString('base64url');
-    return { [AUTH_HEADER]: `v1 ${this.selfId} ${ts} ${nonce} ${this.mac(method, path, ts, nonce, this.selfId).toString('base64url')}` };
-  }
-
-  /** Checks an incoming request; throws `unauthorized` (401) otherwise. Returns the caller's peer id. */
-  verify(req: IncomingMessage): string {
-    const h = req.headers[AUTH_HEADER];
-    const parts = typeof h === 'string' ? h.split(' ') : [];
-    const fail = (why: string) => new ShoalError('unauthorized', `peer authentication failed: ${why}`);
-    if (parts.length !== 5 || parts[0] !== 'v1') throw fail('missing or malformed x-shoal-auth header');
-    const [, peerId, ts, nonce, mac] = parts as [string, string, string, string, string];
-    if (!/^[A-Za-z0-9_-]{8,64}$/.test(peerId) || !/^\d{1,16}$/.test(ts) || !/^[A-Za-z0-9_-]{8,64}$/.test(nonce)) throw fail('malformed fields');
-    const t = Number(ts);
-    const now = this.now();
-    if (Math.abs(now - t) > WINDOW_MS) throw fail('timestamp outside the accepted window');
-    const want = this.mac(req.method ?? 'GET', req.url ?? '/', ts, nonce, peerId);
-    const got = Buffer.from(mac, 'base64url');
-    if (got.length !== want.length || !timingSafeEqual(got, want)) throw fail('bad signature');
-    const key = `${peerId} ${nonce}`;
-    if (this.seen.has(key)) throw fail('replayed request');
-    this.remember(key, t, now);
-    return peerId;
-  }
-
-  private remember(key: string, t: number, now: number) {
-    this.seen.set(key, t);
-    if (this.seen.size > MAX_REMEMBERED) {
-      // Forget what left the window; a flood beyond that drops the oldest (still bounded).
-      for (const [k, v] of this.seen) if (Math.abs(now - v) > WINDOW_MS || this.seen.size > MAX_REMEMBERED) this.seen.delete(k);
-    }
-  }
+/** The TLS settings of a site holding these secrets (the current one first). */
+export function siteLink(secrets: readonly string[]): SiteLink {
+  if (!secrets.length) throw new Error('siteLink needs a secret');
+  const keys = new Map(secrets.map((s) => [`${IDENTITY_PREFIX}${siteFingerprint(s)}`, linkKey(s)]));
+  const [identity, psk] = [...keys][0]!;
+  const common = { minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3', ciphers: PSK_CIPHERS } as const;
+  return {
+    kind: 'tls-psk-v1',
+    fingerprints: secrets.map(siteFingerprint),
+    // An identity we do not know gets no key: the handshake fails (there is no certificate to fall back on).
+    server: { ...common, pskCallback: (_socket: tls.TLSSocket, id: string) => keys.get(id) ?? null },
+    // The PSK is the server's proof; there is no certificate to check.
+    client: { ...common, pskCallback: () => ({ psk, identity }), checkServerIdentity: () => undefined },
+  };
 }

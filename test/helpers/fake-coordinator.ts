@@ -3,6 +3,8 @@
  * id chosen to rank first by HRW for one blob, that answers lease requests
  * in one of the ways a broken or hostile coordinator could.
  */
+import https from 'node:https';
+import { siteLink } from '../../daemon/peers/site-auth.js';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Identity } from '../../daemon/peers/identity.js';
@@ -23,13 +25,15 @@ export class FakeCoordinator {
   claim: { peerId: string; publicKey: string } | undefined;
 
   /** `others`: the honest members' ids; the fake's id is ground until it ranks first for `blob`. */
-  constructor(private lie: CoordinatorLie, private blob: { sha256: string; chunks: number }, others: string[], private site = 'default') {
+  /** `secret`: a member of a private site (it holds the secret, so it speaks TLS with the site's PSK). */
+  constructor(private lie: CoordinatorLie, private blob: { sha256: string; chunks: number }, others: string[], private site = 'default', secret?: string) {
     // Ranking first costs key generations: ids are derived from keys, so it grinds keys.
     let identity: Identity;
     do identity = Identity.generate(); while (hrwRank(blob.sha256, [identity.id, ...others])[0] !== identity.id);
     this.identity = identity;
     this.id = identity.id;
-    this.server = http.createServer((req, res) => void this.handle(req, res).catch(() => res.destroy()));
+    const handler = (req: http.IncomingMessage, res: http.ServerResponse) => void this.handle(req, res).catch(() => res.destroy());
+    this.server = secret ? https.createServer(siteLink([secret]).server, handler) : http.createServer(handler);
   }
 
   async start(host = '127.0.0.1') {

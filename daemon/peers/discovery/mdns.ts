@@ -19,8 +19,10 @@ const MAX_QUERY_INTERVAL_MS = 3600_000;
 
 export interface DiscoveryOptions {
   selfId: string;
-  /** Fingerprint of the site secret, or "open". Peers of other sites are ignored. */
-  fingerprint: string;
+  /** Fingerprints of the site secrets held (current first), or ["open"]. Peers sharing none are ignored. */
+  fingerprints: string[];
+  /** How peer links are spoken: a daemon never tries one kind against the other. */
+  link: 'tls-psk-v1' | 'plain';
   port: number;
   /** Interface names or IPv4 addresses; empty = all. */
   interfaces: string[];
@@ -73,7 +75,7 @@ export class MdnsDiscovery {
       name: `${os.hostname().slice(0, 30)}-${this.o.selfId.slice(0, 8)}`,
       type: 'shoal',
       port: this.o.port,
-      txt: { id: this.o.selfId, v: String(PROTOCOL_VERSION), sf: this.o.fingerprint, caps: 'range,have-wait,leases' },
+      txt: { id: this.o.selfId, v: String(PROTOCOL_VERSION), sf: this.o.fingerprints.join(','), link: this.o.link, caps: 'range,have-wait,leases' },
       ...(ifaces.length ? { restrictedAddresses: ifaces } : {}),
       disabledIpv6: true,
     });
@@ -138,7 +140,7 @@ export class MdnsDiscovery {
       if (!id || !/^[A-Za-z0-9_-]{8,64}$/.test(id) || id === this.o.selfId) continue;
       const srvData = srv?.data as { port?: number; target?: string } | undefined;
       // Another site, or another protocol (a goodbye without TXT is judged by its source alone).
-      if (txt && (fields.sf !== this.o.fingerprint || fields.v !== String(PROTOCOL_VERSION))) continue;
+      if (txt && (!(fields.sf ?? '').split(',').some((f) => this.o.fingerprints.includes(f)) || (fields.link ?? 'plain') !== this.o.link || fields.v !== String(PROTOCOL_VERSION))) continue;
       if (goodbye) {
         void this.o.table.goodbye(id, from);
         continue;
