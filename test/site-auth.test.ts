@@ -54,6 +54,14 @@ test('two sites with different secrets, all listing each other, never exchange a
   t.regex(await tlsGet(a0, siteLink([SECRET_B]).client), /^error/, 'the wrong secret');
   t.regex(await tlsGet(a0, { rejectUnauthorized: false, minVersion: 'TLSv1.3' }), /^error|^closed$/, 'TLS without any secret');
   t.is(await tlsGet(a0, siteLink([SECRET_A]).client), 'HTTP/1.1 200 OK', 'the right secret');
+  // A server that authenticates with a certificate rather than the site key is refused by the daemons' client settings.
+  const { execFileSync } = await import('node:child_process');
+  const { readFileSync } = await import('node:fs');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', path.join(dir, 'k.pem'), '-out', path.join(dir, 'c.pem'), '-days', '1', '-subj', '/CN=impostor'], { stdio: 'ignore' });
+  const impostor = tls.createServer({ key: readFileSync(path.join(dir, 'k.pem')), cert: readFileSync(path.join(dir, 'c.pem')), minVersion: 'TLSv1.3' }, (s) => s.end('HTTP/1.1 200 OK\r\n\r\n'));
+  await new Promise<void>((r) => impostor.listen(0, '127.0.0.1', r));
+  t.teardown(() => impostor.close());
+  t.regex(await tlsGet(`127.0.0.1:${(impostor.address() as import('node:net').AddressInfo).port}`, siteLink([SECRET_A]).client), /^error/, 'a certificate instead of the site key');
   // A TLS client against the open site: it speaks plain HTTP, the handshake fails.
   t.regex(await tlsGet(daemons[4]!.peer, siteLink([SECRET_A]).client), /^error/);
 

@@ -49,7 +49,11 @@ export function siteLink(secrets: readonly string[]): SiteLink {
     fingerprints: secrets.map(siteFingerprint),
     // An identity we do not know gets no key: the handshake fails (there is no certificate to fall back on).
     server: { ...common, pskCallback: (_socket: tls.TLSSocket, id: string) => keys.get(id) ?? null },
-    // The PSK is the server's proof; there is no certificate to check.
-    client: { ...common, pskCallback: () => ({ psk, identity }), checkServerIdentity: () => undefined },
+    // The PSK is the server's proof. A server that shows a certificate instead did not use the
+    // site key: refused, whoever signed it (a self-signed one already fails rejectUnauthorized).
+    client: {
+      ...common, pskCallback: () => ({ psk, identity }),
+      checkServerIdentity: (_host: string, cert: tls.PeerCertificate) => (cert && Object.keys(cert).length ? new Error('a peer link is authenticated by the site key, not a certificate') : undefined),
+    },
   };
 }
