@@ -46,6 +46,10 @@ export async function benchApt(): Promise<void> {
         origin.bytesByPath.clear();
         const clients = await Promise.all(hosts.map((h, i) => aptClient(path.join(dir, `${label}-${i}`), { repoUrl: `${url}/`, suite: repo.suite, keyring: repo.keyring, netns: h.ns, ...(proxy(h, i) ? { proxy: proxy(h, i)! } : {}) })));
         const t0 = performance.now();
+        // BENCH_PROFILE=1: origin bytes per 0.5 s, to see where the WAN idles.
+        const profile: number[] = [];
+        let last = 0;
+        const sampler = process.env.BENCH_PROFILE ? setInterval(() => { profile.push(origin.bytes() - last); last = origin.bytes(); }, 500) : undefined;
         await Promise.all(clients.map(async (c) => {
           let log = '';
           for (const args of [['update'], ['install', '--download-only', '-y', ...names]]) {
@@ -55,12 +59,14 @@ export async function benchApt(): Promise<void> {
           }
           if ((await c.archives()).length !== repo.debs.length) throw new Error(`${label}: not every .deb arrived`);
         }));
+        clearInterval(sampler);
+        if (sampler) console.log(`  ${label}: origin MiB per 0.5 s: ${profile.map((b) => fmt(b / MiB, 1)).join(' ')}`);
         return { ms: performance.now() - t0, origin: origin.bytes() };
       };
 
       daemons.push(...(await Promise.all(hosts.map((h, i) => startShoald({
         name: `h${i}`, dir: path.join(dir, `h${i}`), peer: `${h.ip}:7400`, staticPeers: [], netns: h.ns, trustedKeys: [],
-        config: { discovery: 'mdns', interfaces: ['eth0'], logLevel: 'warn', aptListen: '127.0.0.1:3142', aptKeyrings: [repo.keyring] },
+        config: { discovery: 'mdns', interfaces: ['eth0'], logLevel: process.env.BENCH_LOG_LEVEL ?? 'warn', aptListen: '127.0.0.1:3142', aptKeyrings: [repo.keyring] },
       })))));
       for (const t0 = performance.now(); ;) {
         const counts = await Promise.all(daemons.map(async (d) => (await d.client.peers()).filter((p) => p.healthy).length));
@@ -69,6 +75,7 @@ export async function benchApt(): Promise<void> {
         await new Promise((r) => setTimeout(r, 50));
       }
       const shoal = await run('shoal', () => 'http://127.0.0.1:3142/');
+      if (process.env.BENCH_LOG_FILE) await fs.writeFile(process.env.BENCH_LOG_FILE, daemons.flatMap((d) => d.logs.map((l) => `${d.name} ${l}`)).join('\n'));
       await Promise.all(daemons.map((d) => d.kill('SIGTERM')));
 
       const direct = await run('direct', () => undefined);
