@@ -218,15 +218,17 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
   const adminDeps: AdminDeps = { selfId, site: config.siteId, link: link?.kind ?? 'plain', fetches, table, swarm, store, content, savings, client, log, metrics, ready: () => ready, peerPort: () => ports.peer, eventStreams: { open: 0 } };
   const adminServer = createAdminServer(adminDeps, { browserGuard: true });
   life.add(listener('admin listener', `adminListen ${config.adminListen.host}:${config.adminListen.port}`, adminServer, async () => { ports.admin = await listen(adminServer, config.adminListen.host, config.adminListen.port); }));
+  // Bytes a front-end handed to a local client: from the cache here, or passed through unshared.
+  const handedOut = (kind: 'apt' | 'oci') => (how: 'local' | 'unshared', bytes: number) => {
+    (how === 'local' ? metrics.localBytes : metrics.unsharedBytes).inc({ kind }, bytes);
+    savings.add(kind, how, bytes);
+  };
   let aptProxy: AptProxy | undefined;
   if (config.aptListen) {
     const at = config.aptListen;
     aptProxy = createAptProxy({
       content, origin, log, stateDir, keyrings: () => keyringFiles(config.aptKeyrings),
-      counted: (how, bytes) => {
-        (how === 'local' ? metrics.localBytes : metrics.unsharedBytes).inc({ kind: 'apt' }, bytes);
-        savings.add('apt', how, bytes);
-      },
+      counted: handedOut('apt'),
     });
     const { server, load } = aptProxy;
     life.add(listener('apt proxy', `aptListen ${at.host}:${at.port}`, server, async () => {
@@ -238,10 +240,7 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
     const at = config.ociListen;
     const mirror = createOciMirror({
       content, origin, log, registries: () => config.ociRegistries, resolveTags: () => config.ociResolve,
-      counted: (how, bytes) => {
-        (how === 'local' ? metrics.localBytes : metrics.unsharedBytes).inc({ kind: 'oci' }, bytes);
-        savings.add('oci', how, bytes);
-      },
+      counted: handedOut('oci'),
     });
     life.add(listener('oci mirror', `ociListen ${at.host}:${at.port}`, mirror, async () => { ports.oci = await listen(mirror, at.host, at.port); }));
   }

@@ -51,10 +51,10 @@ test('OCI keys: the mirror listener, ociResolve, registries as objects or host=u
   t.deepEqual(d.ociListen, { host: '127.0.0.1', port: 7402 });
   t.false(d.ociResolve);
   t.true(d.ociRegistries.some((r) => r.host === 'docker.io' && r.url === 'https://registry-1.docker.io'));
-  const c = await loadConfig({ env: { SHOAL_OCI_RESOLVE: 'true', SHOAL_OCI_REGISTRIES: 'docker.io=https://mirror.example/,10.0.0.5:5000=http://10.0.0.5:5000', SHOAL_OCI_LISTEN: 'off' } });
+  const c = await loadConfig({ env: { SHOAL_OCI_RESOLVE: 'true', SHOAL_OCI_REGISTRIES: 'docker.io=https://mirror.example/,198.18.0.5:5000=http://198.18.0.5:5000', SHOAL_OCI_LISTEN: 'off' } });
   t.true(c.ociResolve);
   t.is(c.ociListen, undefined);
-  t.deepEqual(c.ociRegistries, [{ host: 'docker.io', url: 'https://mirror.example' }, { host: '10.0.0.5:5000', url: 'http://10.0.0.5:5000' }]);
+  t.deepEqual(c.ociRegistries, [{ host: 'docker.io', url: 'https://mirror.example' }, { host: '198.18.0.5:5000', url: 'http://198.18.0.5:5000' }]);
   for (const [env, why] of [
     [{ SHOAL_OCI_RESOLVE: 'yes' }, /ociResolve: expected true or false/],
     [{ SHOAL_OCI_REGISTRIES: 'Docker.IO=https://x' }, /ociRegistries\[0\]\.host/],

@@ -22,7 +22,7 @@ async function setup(t: import('ava').ExecutionContext, extra: Record<string, un
   const dir = await tmpDir(t);
   const root = path.join(dir, 'root');
   const config = path.join(dir, 'config.json');
-  await fs.writeFile(config, JSON.stringify({ ociListen: '127.0.0.1:7402', ociRegistries: [{ host: 'docker.io', url: 'https://registry-1.docker.io' }, { host: '10.1.2.3:5000', url: 'http://10.1.2.3:5000' }], ...extra }));
+  await fs.writeFile(config, JSON.stringify({ ociListen: '127.0.0.1:7402', ociRegistries: [{ host: 'docker.io', url: 'https://registry-1.docker.io' }, { host: '198.18.0.3:5000', url: 'http://198.18.0.3:5000' }], ...extra }));
   return { dir, root, config };
 }
 
@@ -40,8 +40,8 @@ test('containerd: a hosts.toml per registry, the mirror first with a short dial 
   t.regex(toml, /^\[host\."http:\/\/127\.0\.0\.1:7402"\]$/m);
   t.regex(toml, /capabilities = \["pull"\]/);
   t.regex(toml, /dial_timeout = "200ms"/);
-  const other = await fs.readFile(path.join(root, 'etc/containerd/certs.d/10.1.2.3:5000/hosts.toml'), 'utf8');
-  t.regex(other, /^server = "http:\/\/10\.1\.2\.3:5000"$/m);
+  const other = await fs.readFile(path.join(root, 'etc/containerd/certs.d/198.18.0.3:5000/hosts.toml'), 'utf8');
+  t.regex(other, /^server = "http:\/\/198\.18\.0\.3:5000"$/m);
   // Run twice: still one backup, of the operator's file.
   t.is(shoal(['oci', 'configure', 'containerd', '--config', config, '--root', root]).code, 0);
   t.regex(await fs.readFile(`${mine}.shoal-backup`, 'utf8'), /the operator's own/);
@@ -49,7 +49,7 @@ test('containerd: a hosts.toml per registry, the mirror first with a short dial 
   t.is(u.code, 0, u.err);
   t.regex(await fs.readFile(mine, 'utf8'), /the operator's own/);
   await t.throwsAsync(fs.stat(`${mine}.shoal-backup`));
-  await t.throwsAsync(fs.stat(path.join(root, 'etc/containerd/certs.d/10.1.2.3:5000')), undefined, 'the folder shoal made is gone');
+  await t.throwsAsync(fs.stat(path.join(root, 'etc/containerd/certs.d/198.18.0.3:5000')), undefined, 'the folder shoal made is gone');
 });
 
 test('containerd with ociResolve: resolve is a capability; a hosts.toml edited after configure is kept by --undo', async (t) => {

@@ -7,7 +7,7 @@ import { FakeClock } from './helpers/fake-clock.js';
 const REGS: Registry[] = [
   { host: 'docker.io', url: 'https://registry-1.docker.io' },
   { host: 'ghcr.io', url: 'https://ghcr.io' },
-  { host: '10.0.0.5:5000', url: 'http://10.0.0.5:5000' },
+  { host: '198.18.0.5:5000', url: 'http://198.18.0.5:5000' },
 ];
 const D = `sha256:${'ab'.repeat(32)}`;
 
@@ -19,9 +19,9 @@ test('which registry: ns= (containerd), a registry as the first component (regis
   const b = parsePullPath(`/v2/ghcr.io/org/tool/blobs/${D}`, REGS);
   t.like(b, { kind: 'blob', name: 'org/tool' });
   t.is((b as { registry: Registry }).registry.host, 'ghcr.io');
-  const c = parsePullPath(`/v2/${registryComponent('10.0.0.5:5000')}/app/manifests/v1`, REGS);
+  const c = parsePullPath(`/v2/${registryComponent('198.18.0.5:5000')}/app/manifests/v1`, REGS);
   t.like(c, { kind: 'manifest', name: 'app', tag: true, reference: 'v1' });
-  t.is(upstreamUrl(c as never, 'manifest'), 'http://10.0.0.5:5000/v2/app/manifests/v1');
+  t.is(upstreamUrl(c as never, 'manifest'), 'http://198.18.0.5:5000/v2/app/manifests/v1');
   const dflt = parsePullPath('/v2/library/alpine/manifests/3.20', REGS);
   t.is((dflt as { registry: Registry }).registry.host, 'docker.io');
   t.deepEqual(parsePullPath('/v2/', REGS), { kind: 'base' });

@@ -170,8 +170,7 @@ export class OriginClient {
    */
   async passThrough(url: string, method: 'GET' | 'HEAD', headers: Record<string, string>, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
     checkUrl(url);
-    const res = await this.send(url, method, headers, signal);
-    return res;
+    return this.send(url, method, headers, signal);
   }
 
   /** This URL answered a range request with the whole body: read it once, whole, not range by range. */
