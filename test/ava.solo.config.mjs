@@ -3,7 +3,7 @@
 // shares its uploads (which another test's load skews): run one at a time,
 // after the rest, so none measures another's load. `npm test` runs both passes.
 export default {
-  files: ['dist/test/site-netns.test.js', 'dist/test/site-swarm.test.js', 'dist/test/origin-quirks.test.js', 'dist/test/slowloris.test.js', 'dist/test/apt-netns.test.js', 'dist/test/oci-netns.test.js', 'dist/test/private-links-netns.test.js'],
+  files: ['dist/test/site-netns.test.js', 'dist/test/site-swarm.test.js', 'dist/test/origin-quirks.test.js', 'dist/test/slowloris.test.js', 'dist/test/apt-netns.test.js', 'dist/test/oci-netns.test.js', 'dist/test/private-links-netns.test.js', 'dist/test/site-rotation.test.js'],
   workerThreads: false,
   concurrency: 1,
   timeout: '5m',
