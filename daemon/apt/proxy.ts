@@ -23,6 +23,7 @@ import { pipeline } from 'node:stream/promises';
 import { ShoalError } from '../errors.js';
 import type { Logger } from '../common/log.js';
 import { discard, sendError } from '../common/http-util.js';
+import { setNewest } from '../common/limits.js';
 import type { Content } from '../frontends/content.js';
 import { serveBlob } from '../frontends/serve.js';
 import type { OriginClient, Validators } from '../origin/origin-client.js';
@@ -127,9 +128,7 @@ export function createAptProxy(d: AptProxyDeps): AptProxy {
       throw e;
     }
     const copy = got.status === 304 && known ? known : { body: got.body ?? Buffer.alloc(0), ...(got.etag ? { etag: got.etag } : {}), ...(got.lastModified ? { lastModified: got.lastModified } : {}) };
-    releases.delete(u.href);
-    releases.set(u.href, copy);
-    while (releases.size > MAX_CACHED_RELEASES) releases.delete(releases.keys().next().value!);
+    setNewest(releases, u.href, copy, MAX_CACHED_RELEASES);
     if (got.status === 200) await keep(u.href, copy).catch((e: Error) => d.log('warn', 'apt: cannot keep a Release file', { error: e.message }));
     // Checked before apt hears back: the indexes it asks for next are then known.
     await repos.releaseFetched(dist, file, copy.body);

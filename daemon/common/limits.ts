@@ -122,3 +122,13 @@ export class RateFloor {
     return slow;
   }
 }
+
+/**
+ * Sets key → value as the newest entry of a map used as a bounded cache, and drops the
+ * oldest entries beyond `max` (a Map iterates in insertion order).
+ */
+export function setNewest<K, V>(m: Map<K, V>, key: K, value: V, max: number): void {
+  m.delete(key);
+  m.set(key, value);
+  while (m.size > max) m.delete(m.keys().next().value!);
+}

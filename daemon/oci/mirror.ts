@@ -20,7 +20,8 @@ import type { Content } from '../frontends/content.js';
 import { serveBlob } from '../frontends/serve.js';
 import type { OriginClient } from '../origin/origin-client.js';
 import type { Blob } from '../store/blob.js';
-import { manifestMediaType, OciRequestError, parsePullPath, upstreamUrl, type PullTarget, type Registry } from './reference.js';
+import { setNewest } from '../common/limits.js';
+import { MEDIA_TYPE_RE, manifestMediaType, OciRequestError, parsePullPath, SHA256_DIGEST_RE, upstreamUrl, type PullTarget, type Registry } from './reference.js';
 
 /** The distribution spec's bound a registry may hold a client to; larger "manifests" are not taken. */
 export const MAX_MANIFEST_BYTES = 4 << 20;
@@ -70,13 +71,11 @@ export function createOciMirror(d: OciMirrorDeps): http.Server {
     const url = upstreamUrl(t, t.kind);
     const cached = d.content.cached(sha256);
     const known = sizes.get(sha256);
-    if (t.kind === 'blob' && req.method === 'HEAD' && !cached && known === undefined) {
-      // A client checking that a blob exists: the registry's answer, without fetching the blob.
-      const size = await d.origin.probeSize(url, ctl.signal);
-      return void res.writeHead(200, blobHeaders(t.reference, 'application/octet-stream', size)).end();
-    }
     if (t.kind === 'blob' && req.method === 'HEAD' && !cached) {
-      return void res.writeHead(200, blobHeaders(t.reference, 'application/octet-stream', known!)).end();
+      // A client checking that a blob exists: its size from a manifest served here, else the
+      // registry's answer, without fetching the blob.
+      const size = known ?? (await d.origin.probeSize(url, ctl.signal));
+      return void res.writeHead(200, blobHeaders(t.reference, 'application/octet-stream', size)).end();
     }
     let blob: Blob;
     let local = !!cached;
@@ -95,7 +94,7 @@ export function createOciMirror(d: OciMirrorDeps): http.Server {
       if (!types.has(sha256)) {
         const body = await readAll(blob);
         noteSizes(sizes, body);
-        remember(types, sha256, manifestMediaType(body));
+        setNewest(types, sha256, manifestMediaType(body), MAX_TYPES);
       }
       type = types.get(sha256)!;
     }
@@ -113,8 +112,8 @@ export function createOciMirror(d: OciMirrorDeps): http.Server {
       throw new OciRequestError(404, 'MANIFEST_UNKNOWN', `the registry said ${said.slice(0, 20)}… for bytes whose digest is ${digest.slice(0, 20)}…`);
     }
     const ct = got.headers['content-type'];
-    const type = typeof ct === 'string' && /^[\w.+-]+\/[\w.+-]+$/.test(ct.split(';')[0]!.trim()) ? ct.split(';')[0]!.trim() : manifestMediaType(got.body);
-    remember(types, digest.slice(7), type);
+    const type = typeof ct === 'string' && MEDIA_TYPE_RE.test(ct.split(';')[0]!.trim()) ? ct.split(';')[0]!.trim() : manifestMediaType(got.body);
+    setNewest(types, digest.slice(7), type, MAX_TYPES);
     noteSizes(sizes, got.body);
     res.writeHead(200, blobHeaders(digest, type, got.body.length));
     if (req.method === 'HEAD') return void res.end();
@@ -140,15 +139,9 @@ function noteSizes(sizes: Map<string, number>, body: Buffer) {
   const list = [j.config, ...(Array.isArray(j.layers) ? j.layers : []), ...(Array.isArray(j.manifests) ? j.manifests : [])];
   for (const x of list.slice(0, 1024)) {
     const o = x as { digest?: unknown; size?: unknown } | null;
-    const m = typeof o?.digest === 'string' ? /^sha256:([a-f0-9]{64})$/.exec(o.digest) : null;
-    if (m && Number.isSafeInteger(o!.size) && (o!.size as number) >= 0) remember(sizes, m[1]!, o!.size as number);
+    const m = typeof o?.digest === 'string' ? SHA256_DIGEST_RE.exec(o.digest) : null;
+    if (m && Number.isSafeInteger(o!.size) && (o!.size as number) >= 0) setNewest(sizes, m[1]!, o!.size as number, MAX_TYPES);
   }
-}
-
-function remember<V>(m: Map<string, V>, k: string, v: V) {
-  m.delete(k);
-  m.set(k, v);
-  while (m.size > MAX_TYPES) m.delete(m.keys().next().value!);
 }
 
 async function readAll(blob: Blob): Promise<Buffer> {

@@ -27,7 +27,10 @@ const ALIASES: Record<string, string> = { 'registry-1.docker.io': 'docker.io', '
 const NAME_RE = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$/;
 const TAG_RE = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 const DIGEST_RE = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[A-Za-z0-9=_-]+$/;
-const SHA256_RE = /^sha256:([a-f0-9]{64})$/;
+/** A sha256 digest; group 1 is its hex. */
+export const SHA256_DIGEST_RE = /^sha256:([a-f0-9]{64})$/;
+/** A media type fit to become a Content-Type header. */
+export const MEDIA_TYPE_RE = /^[\w.+-]+\/[\w.+-]+$/;
 const MAX_NAME = 255;
 
 /**
@@ -77,7 +80,7 @@ export function parsePullPath(rawUrl: string, registries: readonly Registry[]): 
     }
   }
   const what = m[2] === 'blobs' ? 'blob' : 'manifest';
-  const sha = SHA256_RE.exec(reference);
+  const sha = SHA256_DIGEST_RE.exec(reference);
   if (sha) return { kind: what, registry, name, reference, sha256: sha[1]!, tag: false };
   if (DIGEST_RE.test(reference)) {
     // Another algorithm, or a malformed sha256: not something this mirror can check.
@@ -114,6 +117,6 @@ export function manifestMediaType(body: Buffer): string {
   }
   if (typeof j !== 'object' || j === null || Array.isArray(j)) throw new OciRequestError(404, 'MANIFEST_INVALID', 'the manifest is not a JSON object');
   const o = j as Record<string, unknown>;
-  if (typeof o.mediaType === 'string' && /^[\w.+-]+\/[\w.+-]+$/.test(o.mediaType) && o.mediaType.length <= 255) return o.mediaType;
+  if (typeof o.mediaType === 'string' && MEDIA_TYPE_RE.test(o.mediaType) && o.mediaType.length <= 255) return o.mediaType;
   return Array.isArray(o.manifests) ? MANIFEST_TYPES[0]! : MANIFEST_TYPES[1]!;
 }

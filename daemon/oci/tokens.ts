@@ -7,6 +7,7 @@
  * goes to the registry with its own credentials.
  */
 import type { Clock } from '../common/clock.js';
+import { setNewest } from '../common/limits.js';
 import type { OriginCredentials } from '../origin/origin-client.js';
 import { MANIFEST_TYPES, type Registry } from './reference.js';
 
@@ -96,9 +97,7 @@ export class RegistryCredentials implements OriginCredentials {
     const token = typeof j.token === 'string' ? j.token : typeof j.access_token === 'string' ? j.access_token : undefined;
     if (!token || token.length > 16 * 1024 || !/^[\x21-\x7e]+$/.test(token)) return false;
     const ttl = typeof j.expires_in === 'number' && j.expires_in > 0 ? Math.min(j.expires_in, 86_400) : DEFAULT_TTL_S;
-    this.tokens.delete(key);
-    this.tokens.set(key, { token, until: this.clock.now() + Math.max(1_000, ttl * 1000 - EARLY_MS) });
-    while (this.tokens.size > MAX_TOKENS) this.tokens.delete(this.tokens.keys().next().value!);
+    setNewest(this.tokens, key, { token, until: this.clock.now() + Math.max(1_000, ttl * 1000 - EARLY_MS) }, MAX_TOKENS);
     return true;
   }
 }

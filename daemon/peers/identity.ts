@@ -13,6 +13,7 @@ import { writeFileAtomic } from '../../manifests/atomic-file.js';
 import { sha256Hex } from '../../manifests/canonical.js';
 import { generateSigningKey, loadSigningKey, parsePublicKey, signBytes, verifyBytes, type SigningKey } from '../../manifests/keys.js';
 import { ShoalError } from '../errors.js';
+import { setNewest } from '../common/limits.js';
 
 export const IDENTITY_FILE = 'identity.key';
 /** How far a signed request's clock may be from ours. */
@@ -82,8 +83,7 @@ export class Identity {
     let key = this.keys.get(pub);
     if (!key) {
       try { key = parsePublicKey(pub); } catch { throw fail('not an Ed25519 public key'); }
-      if (this.keys.size >= MAX_KEYS) this.keys.delete(this.keys.keys().next().value!);
-      this.keys.set(pub, key);
+      setNewest(this.keys, pub, key, MAX_KEYS);
     }
     const now = this.now();
     if (Math.abs(now - Number(ts)) > WINDOW_MS) throw fail('timestamp outside the accepted window');

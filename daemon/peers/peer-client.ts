@@ -45,7 +45,6 @@ export class PeerClient {
     this.ranges = new RangeReader({ connectTimeoutMs: 3000, headersTimeoutMs: opts.requestTimeoutMs, idleMs: 10_000, localAddress: local, ...(opts.tls ? { tls: opts.tls } : {}) });
   }
 
-
   private async json<T>(peer: PeerAddress, method: 'GET' | 'POST', path: string, body?: unknown, opts: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<{ status: number; data: T | undefined }> {
     const signal = anySignal(opts.signal, AbortSignal.timeout(opts.timeoutMs ?? this.opts.requestTimeoutMs));
     const bytes = body ? Buffer.from(JSON.stringify(body)) : undefined;
