@@ -68,26 +68,56 @@ async function withClient<T>(values: { api?: string; socket?: string }, fn: (cli
 
 function progressLine(s: FetchStatus): string {
   const pct = s.size ? ((100 * s.held) / s.size).toFixed(1) : '0.0';
-  return `${s.waiting ? 'waiting for origin window' : s.state} ${pct}% ${formatBytes(s.held)}/${formatBytes(s.size)}  origin ${formatBytes(s.bytes.origin)}  peers ${formatBytes(s.bytes.peer)}`;
+  const state = s.stalled && s.stalled.reason !== 'origin-window' ? `stalled (${s.stalled.message})` : s.waiting ? 'waiting for origin window' : s.state;
+  return `${state} ${pct}% ${formatBytes(s.held)}/${formatBytes(s.size)}  origin ${formatBytes(s.bytes.origin)}  peers ${formatBytes(s.bytes.peer)}`;
 }
 
-/** The terminal progress bar: bytes, rate, ETA and the share that came from peers. */
+/** The terminal progress bar: bytes, rate, ETA and the share that came from peers, fitted to the terminal's width. */
 export class ProgressBar {
   private samples: Array<{ t: number; held: number }> = [];
   constructor(private width = 28) {}
 
-  render(s: FetchStatus, now = Date.now()): string {
+  /**
+   * One line of at most `columns - 1` characters (a line as wide as the terminal wraps on
+   * some terminals, and a wrapped line is redrawn as a new line each update). What gives
+   * way first: the bar narrows to 10, then the share from peers, the name, the rate, the
+   * byte counts and the bar go, in that order.
+   */
+  render(s: FetchStatus, now = Date.now(), columns = Infinity): string {
     this.samples.push({ t: now, held: s.held });
     while (this.samples.length > 2 && now - this.samples[0]!.t > 5000) this.samples.shift();
     const first = this.samples[0]!;
     const rate = now > first.t ? ((s.held - first.held) * 1000) / (now - first.t) : 0;
     const frac = s.size ? Math.min(1, s.held / s.size) : 0;
-    const filled = Math.round(frac * this.width);
-    const eta = s.waiting ? 'waiting for origin window' : rate > 0 && s.size > s.held ? `ETA ${formatEta((s.size - s.held) / rate)}` : s.state === 'done' ? 'done' : 'ETA --';
+    const eta = s.stalled && s.stalled.reason !== 'origin-window' ? `stalled: ${s.stalled.message}`
+      : s.waiting ? 'waiting for origin window'
+        : rate > 0 && s.size > s.held ? `ETA ${formatEta((s.size - s.held) / rate)}` : s.state === 'done' ? 'done' : 'ETA --';
     const got = s.bytes.origin + s.bytes.peer;
-    const share = got ? `${Math.round((100 * s.bytes.peer) / got)}% from peers` : '';
-    const name = s.name ? `${s.name} ${s.version} ` : '';
-    return `${name}[${'#'.repeat(filled)}${'.'.repeat(this.width - filled)}] ${(frac * 100).toFixed(0).padStart(3)}% ${formatBytes(s.held)}/${formatBytes(s.size)} ${formatBytes(rate)}/s ${eta} ${share}`.trimEnd();
+    const parts = {
+      name: s.name ? `${s.name} ${s.version}` : '',
+      pct: `${(frac * 100).toFixed(0).padStart(3)}%`,
+      bytes: `${formatBytes(s.held)}/${formatBytes(s.size)}`,
+      rate: `${formatBytes(rate)}/s`,
+      eta,
+      share: got ? `${Math.round((100 * s.bytes.peer) / got)}% from peers` : '',
+    };
+    const max = Math.max(1, columns - 1);
+    const line = (bar: number, drop: Set<string>) => {
+      const filled = Math.round(frac * bar);
+      const out = [drop.has('name') ? '' : parts.name, bar ? `[${'#'.repeat(filled)}${'.'.repeat(bar - filled)}]` : '', parts.pct,
+        drop.has('bytes') ? '' : parts.bytes, drop.has('rate') ? '' : parts.rate, parts.eta, drop.has('share') ? '' : parts.share];
+      return out.filter(Boolean).join(' ');
+    };
+    const drop = new Set<string>();
+    let bar = this.width;
+    let text = line(bar, drop);
+    while (text.length > max && bar > 10) text = line(--bar, drop);
+    for (const part of ['share', 'name', 'rate', 'bytes', 'bar']) {
+      if (text.length <= max) break;
+      if (part === 'bar') bar = 0; else drop.add(part);
+      text = line(bar, drop);
+    }
+    return text.length > max ? `${text.slice(0, max - 1)}…` : text;
   }
 }
 
@@ -192,9 +222,10 @@ async function fetchVerb(argv: string[], io: Io): Promise<number> {
       onProgress: (st) => {
         if (values.json) return;
         const now = Date.now();
-        // A live bar on a terminal (\x1b[K clears what a longer line left); plain lines, one a second, otherwise.
-        if (tty) process.stderr.write(`\r${bar.render(st, now)}\x1b[K`);
-        else if (now - last >= 1000 || st.state !== 'running') { io.err(progressLine(st)); last = now; }
+        // A live bar on a terminal, never wider than it (\x1b[K clears what a longer line left).
+        // Otherwise plain lines, one a second, only while bytes move: a fetch that fails prints its error alone.
+        if (tty) process.stderr.write(`\r${bar.render(st, now, process.stderr.columns || 80)}\x1b[K`);
+        else if ((st.state === 'running' && now - last >= 1000) || st.state === 'done') { io.err(progressLine(st)); last = now; }
       },
     }).catch((e) => { if (tty) process.stderr.write('\n'); throw e; });
     if (tty) process.stderr.write('\n');

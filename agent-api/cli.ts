@@ -4,11 +4,12 @@ import { EXIT, reportError, stdio, type Io } from '../manifests/cli-kit.js';
 import { PUBLISHER_HELP, PUBLISHER_VERBS } from '../manifests/publisher-cli.js';
 import { AGENT_HELP, AGENT_VERBS } from './agent-verbs.js';
 import { OCI_HELP, OCI_VERBS } from './oci-verb.js';
+import { SITE_HELP, SITE_VERBS } from './site-init.js';
 
 type Verb = (argv: string[], io: Io) => Promise<number>;
 
-const VERBS: Record<string, Verb> = { ...PUBLISHER_VERBS, ...AGENT_VERBS, ...OCI_VERBS };
-const HELP: Record<string, string> = { ...PUBLISHER_HELP, ...AGENT_HELP, ...OCI_HELP };
+const VERBS: Record<string, Verb> = { ...PUBLISHER_VERBS, ...AGENT_VERBS, ...OCI_VERBS, ...SITE_VERBS };
+const HELP: Record<string, string> = { ...PUBLISHER_HELP, ...AGENT_HELP, ...OCI_HELP, ...SITE_HELP };
 
 export function usage(): string {
   return [

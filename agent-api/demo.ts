@@ -3,7 +3,8 @@
  * origin (rate-limited like a WAN link) serves a freshly published, signed
  * release; three daemons on loopback find each other as static peers and all
  * fetch it at once; the origin is used once and the rest moves between peers.
- * Ctrl-C stops everything cleanly. SHOAL_DEMO_KEEP=1 leaves the site running.
+ * Ctrl-C stops everything cleanly. `--keep` (or SHOAL_DEMO_KEEP=1) leaves the site
+ * running afterwards, its dashboards live, until Ctrl-C.
  */
 import { promises as fs } from 'node:fs';
 import net from 'node:net';
@@ -24,6 +25,12 @@ const MiB = 1 << 20;
 const SIZE = Number(process.env.SHOAL_DEMO_BYTES ?? 64 * MiB);
 const WAN = Number(process.env.SHOAL_DEMO_WAN ?? 32 * MiB);
 const N = 3;
+const KEEP = process.argv.slice(2).includes('--keep') || !!process.env.SHOAL_DEMO_KEEP;
+const unknown = process.argv.slice(2).filter((a) => a !== '--keep');
+if (unknown.length) {
+  console.error(`usage: npm run demo [-- --keep]   (unknown: ${unknown.join(' ')})`);
+  process.exit(2);
+}
 
 async function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -84,7 +91,8 @@ try {
     clients.push(new AgentClient({ api: `http://127.0.0.1:${d.adminPort}` }));
   }
   while (daemons.some((d) => d.table.usable().length < N - 1)) await new Promise((r) => setTimeout(r, 100));
-  daemons.forEach((d, i) => console.log(`daemon${i}: peer port ${d.peerPort}, live dashboard http://127.0.0.1:${d.adminPort}/  (metrics: /metrics, agent API: /api/v1/status)`));
+  daemons.forEach((d, i) => console.log(`daemon${i}: peer port ${d.peerPort}, dashboard http://127.0.0.1:${d.adminPort}/  (metrics: /metrics, agent API: /api/v1/status)`));
+  console.log(KEEP ? 'the site keeps running after the fetch (--keep): Ctrl-C stops it' : 'the dashboards live while the demo runs; `npm run demo -- --keep` keeps the site running afterwards');
 
   // 3. Every daemon's update agent asks for the release at the same moment.
   console.log('\nall three fetch it at once:');
@@ -105,8 +113,8 @@ try {
   console.log(`  daemons got    ${formatBytes(fromOrigin)} from the origin, ${formatBytes(fromPeers)} from each other`);
   console.log(`  uplink saved   ${((100 * fromPeers) / (fromOrigin + fromPeers)).toFixed(0)} %`);
   console.log(`  N direct downloads over the same link would take ≈ ${((N * SIZE) / WAN).toFixed(1)} s`);
-  if (process.env.SHOAL_DEMO_KEEP) {
-    console.log(`\nthe site keeps running (SHOAL_DEMO_KEEP): open http://127.0.0.1:${daemons[0]!.adminPort}/ or try \`npx shoal peers --api http://127.0.0.1:${daemons[0]!.adminPort}\`; Ctrl-C to stop`);
+  if (KEEP) {
+    console.log(`\nthe site keeps running: open http://127.0.0.1:${daemons[0]!.adminPort}/ or try \`node dist/agent-api/shoal.js status --api http://127.0.0.1:${daemons[0]!.adminPort}\`; Ctrl-C to stop`);
     await new Promise(() => {});
   }
 } finally {

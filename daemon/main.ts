@@ -13,9 +13,11 @@ import { Metrics, codeLabel, sizeClass } from './admin/metrics.js';
 import { Lifecycle, type Component } from './common/lifecycle.js';
 import { TokenBucket } from './common/limits.js';
 import { createLogger, type Logger } from './common/log.js';
-import type { Config } from './config/config.js';
+import { startupWarnings, type Config } from './config/config.js';
 import { Content } from './frontends/content.js';
 import { SavingsLog } from './admin/savings.js';
+import { RateHistory } from './admin/rate-history.js';
+import { SiteView } from './admin/site-view.js';
 import { systemClock } from './common/clock.js';
 import { createAptProxy, type AptProxy } from './apt/proxy.js';
 import { createOciMirror } from './oci/mirror.js';
@@ -128,6 +130,7 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
     cacheCapacity: () => config.cacheMaxBytes,
   });
   const savings = new SavingsLog(path.join(stateDir, 'savings.json'), systemClock);
+  const rates = new RateHistory(systemClock);
   life.add({ name: 'savings log', start: () => savings.start(), stop: () => savings.stop() });
   const hasher = new HashPool();
   life.add({ name: 'hash pool', stop: () => hasher.stop() });
@@ -166,6 +169,7 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
     stats: {
       stored: (source, bytes, peerId, kind) => {
         metrics.downloadBytes.inc({ source, kind }, bytes);
+        rates.add(source, bytes);
         savings.add(kind, source, bytes);
         metrics.chunksVerified.inc();
         const p = peerId ? table.get(peerId) : undefined;
@@ -208,14 +212,15 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
     buffers: new BufferPool(8),
     manifest: (id) => fetches.manifestBytes(id),
     stats: (since) => savings.since(since),
-    onUpload: (n) => metrics.uploadBytes.inc(n),
+    onUpload: (n) => { metrics.uploadBytes.inc(n); rates.add('upload', n); },
     ...(link ? { tls: link.server } : {}),
   });
   const ports = { peer: 0, admin: 0, apt: 0, oci: 0 };
   let ready = false;
   life.add(listener('peer listener', `peerListen ${config.peerListen.host}:${config.peerListen.port}`, peerServer, async () => { ports.peer = await listen(peerServer, config.peerListen.host, config.peerListen.port); }));
 
-  const adminDeps: AdminDeps = { selfId, site: config.siteId, link: link?.kind ?? 'plain', fetches, table, swarm, store, content, savings, client, log, metrics, ready: () => ready, peerPort: () => ports.peer, eventStreams: { open: 0 } };
+  const adminDeps: AdminDeps = { selfId, site: config.siteId, link: link?.kind ?? 'plain', fetches, table, swarm, store, content, savings, client, log, metrics, ready: () => ready, peerPort: () => ports.peer, eventStreams: { open: 0 },
+    rates, siteView: new SiteView({ selfId, table, client, savings, clock: systemClock }) };
   const adminServer = createAdminServer(adminDeps, { browserGuard: true });
   life.add(listener('admin listener', `adminListen ${config.adminListen.host}:${config.adminListen.port}`, adminServer, async () => { ports.admin = await listen(adminServer, config.adminListen.host, config.adminListen.port); }));
   // Bytes a front-end handed to a local client: from the cache here, or passed through unshared.
@@ -276,6 +281,7 @@ export async function startDaemon(config: Config, log: Logger = createLogger(con
   life.add({ name: 'readiness', start: () => { ready = true; notifySystemd(log); }, stop: () => { ready = false; } });
 
   await life.start();
+  for (const w of startupWarnings(config)) log('warn', w.message, { warning: w.code });
   log.notice('shoald ready', { peerId: selfId, peerPort: ports.peer, adminPort: ports.admin, ...(ports.apt ? { aptPort: ports.apt } : {}), ...(ports.oci ? { ociPort: ports.oci } : {}), site: config.siteId, cacheDir: config.cacheDir });
 
   return {

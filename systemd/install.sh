@@ -4,7 +4,8 @@
 #   systemd/install.sh --uninstall  remove what install put there (a changed config is kept)
 # Layout: /usr/lib/shoal (the release), /usr/bin/shoal and /usr/bin/shoald (wrappers),
 # /usr/lib/systemd/system/shoal.service, /usr/lib/tmpfiles.d/shoal.conf, /etc/shoal/config.json,
-# /usr/lib/shoal/apt-proxy-detect and /etc/apt/apt.conf.d/80shoal (apt through shoald when it runs).
+# /usr/lib/shoal/apt-proxy-detect and /etc/apt/apt.conf.d/80shoal (apt through shoald when it runs),
+# /etc/credstore/shoal.site-secret (empty until the site's secret is put there; the unit loads it).
 set -euo pipefail
 DESTDIR=${DESTDIR:-}
 PREFIX=${PREFIX:-/usr}
@@ -15,12 +16,15 @@ unit="$DESTDIR$PREFIX/lib/systemd/system/shoal.service"
 tmpfiles="$DESTDIR$PREFIX/lib/tmpfiles.d/shoal.conf"
 conf="$DESTDIR/etc/shoal/config.json"
 aptconf="$DESTDIR/etc/apt/apt.conf.d/80shoal"
+credential="$DESTDIR/etc/credstore/shoal.site-secret"
 example="$src/systemd/config.example.json"
 
 say() { printf 'shoal install: %s\n' "$*"; }
 
 if [ "${1:-}" = "--uninstall" ]; then
   rm -rf "$lib" "$bin/shoal" "$bin/shoald" "$unit" "$tmpfiles" "$aptconf"
+  # The site secret stays unless it is still the empty one install put there.
+  if [ -f "$credential" ] && [ ! -s "$credential" ]; then rm -f "$credential"; rmdir "$(dirname "$credential")" 2>/dev/null || true; fi
   if [ -f "$conf" ] && cmp -s "$conf" "$example"; then
     rm -f "$conf"; rmdir "$DESTDIR/etc/shoal" 2>/dev/null || true
   elif [ -f "$conf" ]; then
@@ -65,6 +69,11 @@ install -D -m 0644 "$src/systemd/shoal.service" "$unit"
 install -D -m 0644 "$src/systemd/shoal.tmpfiles.conf" "$tmpfiles"
 # Only where apt is: its helper answers DIRECT whenever shoald does not, so apt never depends on it.
 if [ -d "$DESTDIR/etc/apt/apt.conf.d" ] || [ -n "$DESTDIR" ]; then install -D -m 0644 "$src/systemd/80shoal" "$aptconf"; fi
+# LoadCredential= needs the file to exist: empty is an open site (shoal site init makes a secret).
+if [ ! -e "$credential" ]; then
+  install -d -m 0700 "$(dirname "$credential")"
+  install -m 0600 /dev/null "$credential"
+fi
 if [ ! -f "$conf" ]; then
   install -D -m 0644 "$example" "$conf"
 elif ! cmp -s "$conf" "$example"; then

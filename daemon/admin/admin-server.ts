@@ -22,6 +22,10 @@ import { serveBlob } from '../frontends/serve.js';
 import { addTotals, type SavingsLog } from './savings.js';
 import type { PeerClient } from '../peers/peer-client.js';
 import { parseDuration } from '../../manifests/units.js';
+import type { RateHistory } from './rate-history.js';
+import type { SiteView } from './site-view.js';
+import type { FetchJob } from '../fetch/fetches.js';
+import type { BlobDownload } from '../swarm/downloader.js';
 
 export interface AdminDeps {
   selfId: string;
@@ -40,6 +44,10 @@ export interface AdminDeps {
   peerPort(): number;
   /** Dashboard event streams open now, over every admin listener of this daemon. */
   eventStreams: { open: number };
+  /** Per-second throughput of the last minutes, for the dashboard's chart. */
+  rates: RateHistory;
+  /** Every member's savings, asked over the peer protocol while a page watches. */
+  siteView: SiteView;
 }
 
 /** The dashboard's files: a fixed list, nothing else under it is served. */
@@ -260,21 +268,50 @@ function status(d: AdminDeps): StatusView {
   };
 }
 
-/** What the dashboard shows: this daemon, its peers, its downloads with chunk maps, totals. */
+/** Finished fetches the dashboard keeps showing (with their chunk maps), newest first. */
+const RECENT_FETCHES = 8;
+const RECENT_FETCH_MS = 3600_000;
+
+/** One blob on the dashboard: its progress and chunk map, whoever asked for it. */
+function downloadView(d: AdminDeps, x: BlobDownload, path?: string) {
+  const p = x.progress();
+  return { ...p, kind: x.kind, ...(path !== undefined ? { path } : {}), map: x.chunkMap(), coordinator: p.coordinator === d.selfId ? 'this daemon' : p.coordinator };
+}
+
+function fetchView(d: AdminDeps, j: FetchJob) {
+  const st = j.status();
+  return {
+    id: st.id, kind: st.kind, name: st.name ?? (st.kind === 'url' ? st.url!.replace(/^.*\//, '').slice(0, 80) || st.url!.slice(0, 80) : undefined), version: st.version,
+    state: st.state, size: st.size, held: st.held, bytes: st.bytes,
+    ...(st.waiting ? { waiting: st.waiting } : {}), ...(st.stalled ? { stalled: st.stalled } : {}), ...(st.error ? { error: st.error } : {}),
+    createdAt: st.createdAt, ...(st.finishedAt ? { finishedAt: st.finishedAt } : {}),
+    files: j.downloads.map(({ file, download }) => downloadView(d, download, file.path)),
+  };
+}
+
+/** What the dashboard shows: this daemon, the site, its fetches and downloads with chunk maps, totals. */
 export async function snapshot(d: AdminDeps) {
   const value = async (name: string, labels: Record<string, string> = {}) => {
     const m = await d.metrics.registry.getSingleMetric(name)?.get();
     return m?.values.filter((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l)).reduce((n, v) => n + v.value, 0) ?? 0;
   };
+  const now = Date.now();
+  const jobs = d.fetches.list();
+  const running = jobs.filter((j) => !j.finishedAt);
+  const finished = jobs.filter((j) => j.finishedAt && now - j.finishedAt.getTime() < RECENT_FETCH_MS)
+    .sort((a, b) => b.finishedAt!.getTime() - a.finishedAt!.getTime()).slice(0, RECENT_FETCHES);
+  const shown = [...running, ...finished];
+  // Blobs no fetch job asked for: the apt proxy's, the mirror's and the URL form's downloads.
+  const byJobs = new Set(shown.flatMap((j) => j.downloads.map((x) => x.download.blob.sha256)));
+  const others = [...d.swarm.active(), ...d.swarm.recent()].filter((x, i, all) => !byJobs.has(x.blob.sha256) && all.findIndex((y) => y.blob.sha256 === x.blob.sha256) === i).slice(0, 16);
   return {
-    time: Date.now(),
+    time: now,
     ...status(d),
     peers: d.table.all().map((p) => ({ id: p.id, address: p.address, healthy: p.healthy, banned: d.table.isBanned(p), bytesFrom: p.bytesFrom })),
-    downloads: d.swarm.active().map((x) => ({ ...x.progress(), map: x.chunkMap() })),
-    fetches: d.fetches.list().filter((j) => !j.finishedAt || Date.now() - j.finishedAt.getTime() < 60_000).map((j) => {
-      const st = j.status();
-      return { id: st.id, name: st.name, version: st.version, state: st.state, size: st.size, held: st.held, bytes: st.bytes };
-    }),
+    downloads: others.map((x) => downloadView(d, x)),
+    fetches: shown.map((j) => fetchView(d, j)),
+    rates: d.rates.window(5),
+    siteView: d.siteView.summary(),
     totals: { origin: await value('shoal_download_bytes_total', { source: 'origin' }), peer: await value('shoal_download_bytes_total', { source: 'peer' }), upload: await value('shoal_upload_bytes_total') },
   };
 }
@@ -285,6 +322,8 @@ async function events(d: AdminDeps, req: IncomingMessage, res: ServerResponse) {
   d.eventStreams.open++;
   res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
   let open = true;
+  // The chart's history first, so the page draws the last minutes at once.
+  res.write(`event: history\ndata: ${JSON.stringify(d.rates.window())}\n\n`);
   const send = async () => {
     if (!open) return;
     const snap = await snapshot(d);

@@ -2,7 +2,7 @@
  * The agent API's requests and answers (docs/protocol.md): one module that
  * the admin server and the typed client (agent-api/client.ts) both import.
  */
-import type { DownloadProgress } from '../swarm/downloader.js';
+import type { DownloadProgress, Stall } from '../swarm/downloader.js';
 import type { SavingsTotals } from './savings.js';
 
 export interface FetchStatus {
@@ -25,6 +25,8 @@ export interface FetchStatus {
   files: Array<{ path: string; blob: string; size: number; chunks: number; held: number; state: string; type: 'file' | 'tar' }>;
   /** Set while the fetch could progress but waits for an origin window. */
   waiting?: 'origin-window';
+  /** Nothing arrived for a while: why (the origin window, a failing origin, no source, …). */
+  stalled?: Stall;
   error?: { code: string; message: string };
   createdAt: string;
   finishedAt?: string;

@@ -322,6 +322,9 @@ function apply(target: Record<string, unknown>, source: Record<string, unknown>,
   }
 }
 
+/** The systemd credential (LoadCredential=) that carries the site secret when the config names none. */
+export const SITE_SECRET_CREDENTIAL = 'shoal.site-secret';
+
 export interface ConfigSources {
   file?: string;
   env?: NodeJS.ProcessEnv;
@@ -365,6 +368,10 @@ export async function loadConfig(src: ConfigSources = {}): Promise<Config> {
   apply(cfg, src.flags ?? {}, 'command line');
   const c = cfg as unknown as Config;
   if (c.cacheLowWatermark > c.cacheHighWatermark) throw new ShoalError('bad-config', 'config key cacheLowWatermark: must not be above cacheHighWatermark');
+  // The unit's LoadCredential=: the secret root keeps in /etc/credstore, readable by our dynamic user only as this copy.
+  const credential = env.CREDENTIALS_DIRECTORY ? path.join(env.CREDENTIALS_DIRECTORY, SITE_SECRET_CREDENTIAL) : undefined;
+  // The package installs it empty (LoadCredential= fails on a missing file): empty means an open site.
+  if (!c.siteSecret && !c.siteSecretFile && credential && (await fs.readFile(credential, 'utf8').then((x) => x.trim() !== '', () => false))) c.siteSecretFile = credential;
   if (c.siteSecretFile && !c.siteSecret) {
     const text = await fs.readFile(c.siteSecretFile, 'utf8').catch((e) => { throw new ShoalError('bad-config', `config key siteSecretFile: ${(e as Error).message}`); });
     const secrets = text.split('\n').map((l) => l.trim()).filter(Boolean);
@@ -390,3 +397,25 @@ export function flagsToConfig(values: Record<string, unknown>): Record<string, u
   return out;
 }
 
+
+const LOOPBACK = /^(127\.|::1$|localhost$)/;
+const WILDCARD = new Set(['0.0.0.0', '::', '']);
+
+/**
+ * What a daemon says once at start when it runs but will surprise its operator:
+ * the settings that look fine until the first fetch (or the first LAN sniffer).
+ */
+export function startupWarnings(c: Config): Array<{ code: string; message: string }> {
+  const out: Array<{ code: string; message: string }> = [];
+  const peer = `${c.peerListen.host}:${c.peerListen.port}`;
+  if (!c.trustedKeys.length) {
+    out.push({ code: 'no-trusted-keys', message: 'no trustedKeys: no shoal manifest can be verified, so every `shoal fetch` of a published release fails (apt, OCI and --url fetches carry their own hashes and work); add the publisher\'s .pub (shoal site init makes one)' });
+  }
+  if (!c.siteSecret?.length && !LOOPBACK.test(c.peerListen.host)) {
+    out.push({ code: 'open-site', message: `open site on ${peer}: peer links are plain HTTP, readable by anyone on the LAN, and any machine may join; set siteSecret (shoal site init makes one)` });
+  }
+  if (WILDCARD.has(c.peerListen.host) && !c.interfaces.length) {
+    out.push({ code: 'all-interfaces', message: `peerListen ${peer} answers on every interface of this machine and mDNS runs on all of them: set interfaces to the LAN ones` });
+  }
+  return out;
+}

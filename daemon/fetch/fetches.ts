@@ -15,7 +15,7 @@ import type { Config } from '../config/config.js';
 import type { Logger } from '../common/log.js';
 import type { OriginClient } from '../origin/origin-client.js';
 import type { DaemonState } from './state.js';
-import type { BlobDownload } from '../swarm/downloader.js';
+import type { BlobDownload, Stall } from '../swarm/downloader.js';
 import type { Swarm } from '../swarm/swarm.js';
 import type { ArtifactView, FetchStatus } from '../admin/api.js';
 import type { Content } from '../frontends/content.js';
@@ -53,10 +53,21 @@ export class FetchJob {
       ...(this.manifest ? { manifestId: this.manifest.id, name: m!.name, version: m!.version } : {}),
       size, held, bytes, files,
       ...(this.downloads.some(({ download }) => download.state === 'running' && download.waiting) ? { waiting: 'origin-window' as const } : {}),
+      ...this.stalled(),
       ...(this.error ? { error: { code: this.error.code, message: this.error.message } } : {}),
       createdAt: this.createdAt.toISOString(),
       ...(this.finishedAt ? { finishedAt: this.finishedAt.toISOString() } : {}),
     };
+  }
+
+  /** The longest stall among this fetch's running downloads, if any. */
+  private stalled(): { stalled?: Stall } {
+    let worst: Stall | undefined;
+    for (const { download } of this.downloads) {
+      const st = download.state === 'running' ? download.progress().stalled : undefined;
+      if (st && (!worst || st.forMs > worst.forMs)) worst = st;
+    }
+    return worst ? { stalled: worst } : {};
   }
 }
 

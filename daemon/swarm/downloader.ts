@@ -33,10 +33,12 @@ export interface DownloadTiming {
   drainPollMs: number;
   /** Have-map polls to one peer at most this often, however fast it answers. */
   pollMinMs: number;
+  /** No chunk stored for this long while chunks are missing: the download says it is stalled, and why. */
+  stallMs: number;
 }
 
 export const DEFAULT_DOWNLOAD_TIMING: DownloadTiming = {
-  tickMs: 250, settleMs: 2000, pollRetryMs: 300, leaseRetryMs: 300, originBackoffMaxMs: 5000, drainPollMs: 50, pollMinMs: 100,
+  tickMs: 250, settleMs: 2000, pollRetryMs: 300, leaseRetryMs: 300, originBackoffMaxMs: 5000, drainPollMs: 50, pollMinMs: 100, stallMs: 5000,
 };
 
 /** Every index from the first to the last of ascending chunk indices. */
@@ -70,7 +72,22 @@ export interface DownloadProgress {
   coordinator: string | undefined;
   /** Why the download is not progressing although it could: waiting for an origin window. */
   waiting?: 'origin-window';
+  /** Nothing arrived for a while although chunks are missing: why, as far as this daemon can tell. */
+  stalled?: Stall;
 }
+
+export type StallReason = 'origin-window' | 'origin-failing' | 'origin-slow' | 'origin-elsewhere' | 'no-grant' | 'no-source' | 'peers-slow';
+export interface Stall { reason: StallReason; message: string; forMs: number }
+
+const STALL_TEXT: Record<StallReason, string> = {
+  'origin-window': 'waiting for an origin window (originWindows)',
+  'origin-failing': 'the origin fails; retrying with back-off',
+  'origin-slow': 'the origin sends nothing',
+  'origin-elsewhere': 'waiting for the member fetching the missing chunks from the origin',
+  'no-grant': 'the coordinator grants no origin lease',
+  'no-source': 'no source: no peer holds the missing chunks and there is no origin URL',
+  'peers-slow': 'the peers holding the missing chunks are busy or slow',
+};
 
 export class BlobDownload extends EventEmitter {
   readonly bytes = { origin: 0, peer: 0 };
@@ -102,6 +119,9 @@ export class BlobDownload extends EventEmitter {
   /** An agent asked to use the origin now, whatever the origin windows say. */
   override = false;
   waiting: 'origin-window' | undefined;
+  /** Set by the planner: why nothing arrives (see Stall); since when the origin window is shut. */
+  private stall: { reason: StallReason; since: number } | undefined;
+  private windowSince: number | undefined;
 
   /** A learned blob: which peer supplied each chunk (undefined: the origin, or held before). */
   private suppliedBy: (string | undefined)[] | undefined;
@@ -137,6 +157,7 @@ export class BlobDownload extends EventEmitter {
       ...(this.error ? { error: { code: this.error.code, message: this.error.message } } : {}),
       peers: this.peerHave.size, coordinator: this.coordinator(),
       ...(this.waiting ? { waiting: this.waiting } : {}),
+      ...(this.stall && this.state === 'running' ? { stalled: { reason: this.stall.reason, message: STALL_TEXT[this.stall.reason], forMs: Math.max(0, this.ctx.clock.now() - this.stall.since) } } : {}),
     };
   }
 
@@ -229,6 +250,7 @@ export class BlobDownload extends EventEmitter {
             throw new ShoalError('unavailable', `no source for blob ${this.blob.sha256.slice(0, 12)}: no peer holds the missing chunks and the origin failed or is unset`);
           }
         }
+        this.stall = undefined;
         if (!this.blob.unproven) break;
         // A learned blob: every chunk is in; the whole file must match its SHA-256 before it counts.
         await this.blob.whenAllDurable();
@@ -294,6 +316,25 @@ export class BlobDownload extends EventEmitter {
     if (originOpen && settled && askable.length && this.originRuns < runs && !this.leasing && now >= this.nextLeaseAt && this.urls.length) {
       void this.askLease(askable);
     }
+    this.stall = this.stallOf(now, unheld.length, askable.length);
+  }
+
+  /** Why nothing has been stored for stallMs although chunks are missing, from what the planner knows. */
+  private stallOf(now: number, unheld: number, askable: number): { reason: StallReason; since: number } | undefined {
+    if (this.waiting) {
+      this.windowSince ??= now;
+      return { reason: 'origin-window', since: this.windowSince };
+    }
+    this.windowSince = undefined;
+    if (now - this.lastProgress < this.ctx.timing.stallMs) return undefined;
+    const reason: StallReason =
+      this.originFailures > 0 ? 'origin-failing'
+        : this.originRuns > 0 ? 'origin-slow'
+          : unheld > 0 && !this.urls.length ? 'no-source'
+            : unheld > 0 && !askable ? 'origin-elsewhere'
+              : unheld > 0 ? 'no-grant'
+                : 'peers-slow';
+    return { reason, since: this.lastProgress };
   }
 
   private stored(i: number, bytes: number, from: 'origin' | 'peer', peerId?: string) {

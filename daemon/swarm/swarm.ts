@@ -59,6 +59,9 @@ export interface SwarmDeps extends Omit<SwarmContext, 'coordinator' | 'rankFor' 
   timing?: Partial<DownloadTiming>;
 }
 
+/** Finished downloads kept for the dashboard. */
+const RECENT_DOWNLOADS = 16;
+
 export class Swarm {
   readonly coordinator: LeaseCoordinator;
   private downloads = new Map<string, BlobDownload>();
@@ -95,8 +98,19 @@ export class Swarm {
     if (again && again.state === 'running') return again;
     const d = new BlobDownload(this.ctx, blob, urls, kind);
     this.downloads.set(layout.sha256, d);
+    // A finished download leaves the map (an apt proxy sees thousands of blobs) for a short recent list.
+    void d.done.catch(() => {}).finally(() => {
+      if (this.downloads.get(layout.sha256) === d) this.downloads.delete(layout.sha256);
+      this.finished = [d, ...this.finished.filter((x) => x.blob.sha256 !== d.blob.sha256)].slice(0, RECENT_DOWNLOADS);
+    });
     return d;
   }
+
+  /** Downloads that ended lately, newest first (the dashboard keeps showing their chunk maps). */
+  recent(): BlobDownload[] {
+    return this.finished;
+  }
+  private finished: BlobDownload[] = [];
 
   /**
    * Stored chunks failed their re-check and are gone: the blob's coordinator
@@ -127,8 +141,9 @@ export class Swarm {
     return [...this.downloads.values()].filter((d) => d.state === 'running');
   }
 
+  /** The running download of a blob, or its last finished one still in the recent list. */
   get(sha: string): BlobDownload | undefined {
-    return this.downloads.get(sha);
+    return this.downloads.get(sha) ?? this.finished.find((d) => d.blob.sha256 === sha);
   }
 
   /**

@@ -67,6 +67,8 @@ export interface DaemonOptions {
   config?: Record<string, unknown>;
   /** Run under this descriptor limit (ulimit -n). */
   maxOpenFiles?: number;
+  /** Extra environment (e.g. CREDENTIALS_DIRECTORY, as systemd's LoadCredential= sets it). */
+  env?: Record<string, string>;
 }
 
 export async function startShoald(o: DaemonOptions): Promise<RunningDaemon> {
@@ -93,7 +95,7 @@ export async function startShoald(o: DaemonOptions): Promise<RunningDaemon> {
   // Source maps make test failures readable; benchmarks turn them off to measure the daemon as installed.
   const maps = process.env.SHOALD_SOURCE_MAPS === '0' ? [] : ['--enable-source-maps'];
   const argv = [...nodeArgs, ...maps, SHOALD, '--config', configFile];
-  const opts = { stdio: ['ignore', 'pipe', 'pipe'] as ['ignore', 'pipe', 'pipe'], env: { ...process.env } };
+  const opts = { stdio: ['ignore', 'pipe', 'pipe'] as ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...o.env } };
   const cmd = [process.execPath, ...argv];
   if (o.maxOpenFiles) cmd.unshift('sh', '-c', `ulimit -n ${o.maxOpenFiles} && exec "$@"`, 'sh');
   if (o.netns) cmd.unshift('ip', 'netns', 'exec', o.netns);
