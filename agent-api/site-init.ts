@@ -23,16 +23,16 @@ export const SITE_HELP: Record<string, string> = {
   Refuses to overwrite files, or to write inside a git work tree, unless --force.`,
 };
 
+async function exists(p: string) {
+  return fs.stat(p).then(() => true, () => false);
+}
+
 /** The enclosing git work tree of dir, if any (a `.git` folder or file in it or above). */
 async function gitWorkTree(dir: string): Promise<string | undefined> {
   for (let d = path.resolve(dir); ; d = path.dirname(d)) {
-    if (await fs.stat(path.join(d, '.git')).then(() => true, () => false)) return d;
+    if (await exists(path.join(d, '.git'))) return d;
     if (path.dirname(d) === d) return undefined;
   }
-}
-
-async function exists(p: string) {
-  return fs.stat(p).then(() => true, () => false);
 }
 
 const list = (v: string | undefined) => (v ?? '').split(',').map((s) => s.trim()).filter(Boolean);
@@ -78,8 +78,8 @@ async function init(argv: string[], io: Io): Promise<number> {
     await fs.rm(probeDir, { recursive: true, force: true });
   }
   await fs.mkdir(out, { recursive: true, mode: 0o700 });
+  // Created 0600 (the umask can only take bits away), never readable by others even for a moment.
   await writeFileAtomic(files.secret, `${secret}\n`, 0o600);
-  await fs.chmod(files.secret, 0o600);
   await writeKeyPair(path.dirname(files.key), key, { force: true });
   await writeFileAtomic(files.config, `${JSON.stringify(config, null, 2)}\n`, 0o644);
 

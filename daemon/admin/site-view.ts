@@ -29,8 +29,10 @@ export interface SiteSummary {
   totals: SourceSums;
 }
 
+const emptySums = (): SourceSums => ({ origin: 0, peer: 0, local: 0, unshared: 0, delivered: 0 });
+
 export function sumSources(t: SavingsTotals): SourceSums {
-  const out = { origin: 0, peer: 0, local: 0, unshared: 0, delivered: 0 };
+  const out = emptySums();
   for (const row of Object.values(t)) for (const s of SOURCES) { out[s] += row[s]; out.delivered += row[s]; }
   return out;
 }
@@ -57,7 +59,7 @@ export class SiteView {
     if (!this.round && now - this.at >= (this.d.refreshMs ?? 10_000)) this.round = this.refresh().finally(() => { this.round = undefined; });
     const self: SiteMember = { peerId: this.d.selfId, self: true, totals: sumSources(this.d.savings.since(now - DAY)) };
     const members = [self, ...this.last.values()];
-    const totals = { origin: 0, peer: 0, local: 0, unshared: 0, delivered: 0 };
+    const totals = emptySums();
     for (const m of members) if (m.totals) for (const k of Object.keys(totals) as Array<keyof SourceSums>) totals[k] += m.totals[k];
     return { at: this.at, members, totals };
   }

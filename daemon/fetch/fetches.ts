@@ -64,7 +64,7 @@ export class FetchJob {
   private stalled(): { stalled?: Stall } {
     let worst: Stall | undefined;
     for (const { download } of this.downloads) {
-      const st = download.state === 'running' ? download.progress().stalled : undefined;
+      const st = download.stalled();
       if (st && (!worst || st.forMs > worst.forMs)) worst = st;
     }
     return worst ? { stalled: worst } : {};

@@ -151,14 +151,21 @@ export class BlobDownload extends EventEmitter {
   }
 
   progress(): DownloadProgress {
+    const stalled = this.stalled();
     return {
       blob: this.blob.sha256, size: this.blob.size, chunks: this.blob.chunkCount, held: this.blob.heldCount,
       bytes: { ...this.bytes }, state: this.state,
       ...(this.error ? { error: { code: this.error.code, message: this.error.message } } : {}),
       peers: this.peerHave.size, coordinator: this.coordinator(),
       ...(this.waiting ? { waiting: this.waiting } : {}),
-      ...(this.stall && this.state === 'running' ? { stalled: { reason: this.stall.reason, message: STALL_TEXT[this.stall.reason], forMs: Math.max(0, this.ctx.clock.now() - this.stall.since) } } : {}),
+      ...(stalled ? { stalled } : {}),
     };
+  }
+
+  /** Why nothing has arrived for a while, while the download runs (cheap: no coordinator ranking, unlike progress()). */
+  stalled(): Stall | undefined {
+    if (!this.stall || this.state !== 'running') return undefined;
+    return { reason: this.stall.reason, message: STALL_TEXT[this.stall.reason], forMs: Math.max(0, this.ctx.clock.now() - this.stall.since) };
   }
 
   private wake = () => {
