@@ -295,7 +295,7 @@ async function statusVerb(argv: string[], io: Io): Promise<number> {
       io.out(s.link === 'plain' ? '  links      open site: peer links are plain HTTP (anyone on the LAN can read them; set siteSecret)' : '  links      private: TLS 1.3 with the site\'s pre-shared key');
       io.out(`  peers      ${s.peers.healthy} healthy of ${s.peers.known} known`);
       io.out(`  downloads  ${s.downloads.length} active`);
-      io.out(`  cache      ${formatBytes(s.cache.usedBytes)} of ${formatBytes(s.cache.maxBytes)} in ${s.cache.blobs} blob(s)`);
+      io.out(`  cache      ${formatBytes(s.cache.usedBytes)} of ${formatBytes(s.cache.maxBytes)} in ${s.cache.blobs} blob(s)${s.cache.partial ? ` (${s.cache.partial} still arriving, reserved in full)` : ''}`);
       const rows = savingsRows(s.savings24h);
       if (rows.length) { io.out('  last 24 h'); for (const r of rows) io.out(`    ${r}`); }
     }

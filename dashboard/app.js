@@ -153,14 +153,16 @@ function renderFetches(s) {
   if (s.fetches.length || s.downloads.length) box.append(el('div', { class: 'legend' }, el('i', { class: 'peer' }), 'from peer', el('i', { class: 'origin' }), 'from origin', el('i', { class: 'cached' }), 'cached', el('i', { class: 'missing' }), 'missing'));
 }
 
+const members = (n) => `${n} member${n === 1 ? '' : 's'}`;
+
 function renderSite(s) {
   const v = s.siteView;
   const t = v.totals;
   $('site-saved').textContent = t.delivered ? `${((100 * (t.peer + t.local)) / t.delivered).toFixed(1)} %` : '—';
   const answered = v.members.filter((m) => m.totals).length;
   $('site-saved-sub').textContent = t.delivered
-    ? `${fmtBytes(t.delivered - t.origin - t.unshared)} of ${fmtBytes(t.delivered)} delivered on ${answered} of ${v.members.length} members came from peers or caches (24 h)`
-    : `nothing delivered on the site's ${v.members.length} members in 24 h`;
+    ? `${fmtBytes(t.delivered - t.origin - t.unshared)} of ${fmtBytes(t.delivered)} delivered on ${answered} of ${members(v.members.length)} came from peers or caches (24 h)`
+    : `nothing delivered on the site's ${members(v.members.length)} in 24 h`;
   const cells = (m) => (m.totals
     ? [fmtBytes(m.totals.delivered), fmtBytes(m.totals.origin), fmtBytes(m.totals.peer), fmtBytes(m.totals.local), fmtBytes(m.totals.unshared), pct(m.totals.peer + m.totals.local, m.totals.delivered)]
     : [m.error ? `no answer: ${m.error}` : 'asking…', '', '', '', '', '']);
@@ -185,7 +187,7 @@ function render(s) {
   $('from-origin').textContent = fmtBytes(s.totals.origin);
   $('uploaded').textContent = fmtBytes(s.totals.upload);
   $('cache').textContent = `${fmtBytes(s.cache.usedBytes)} of ${fmtBytes(s.cache.maxBytes)}`;
-  $('cache-sub').textContent = `${s.cache.blobs} blob(s)`;
+  $('cache-sub').textContent = `${s.cache.blobs} blob(s)${s.cache.partial ? `, ${s.cache.partial} still arriving (reserved in full)` : ''}`;
   $('cache-bar').style.width = `${Math.min(100, (100 * s.cache.usedBytes) / s.cache.maxBytes)}%`;
 
   // Bytes handed out by kind (native, url, apt, oci) and where they came from.

@@ -80,7 +80,8 @@ export interface StatusView {
   link: 'tls-psk-v1' | 'plain';
   peers: { healthy: number; known: number };
   downloads: DownloadProgress[];
-  cache: { usedBytes: number; maxBytes: number; blobs: number };
+  /** usedBytes counts a blob still arriving at its full size: the budget reserves it. */
+  cache: { usedBytes: number; maxBytes: number; blobs: number; partial: number };
   /** Chunks under an active origin lease, per blob this daemon coordinates. */
   leases: Record<string, number>;
   /** Bytes this daemon handed out in the last 24 h, by kind and by where they came from. */

@@ -31,14 +31,19 @@ export class RateHistory {
   add(series: RateSeries, bytes: number): void {
     if (!(bytes > 0)) return;
     this.roll();
-    this.rings[series][this.head % this.seconds]! += bytes;
+    this.rings[series][this.slot(this.head)]! += bytes;
+  }
+
+  /** The ring index of second `s` (before the epoch too: a clock near zero, as in tests). */
+  private slot(s: number): number {
+    return ((s % this.seconds) + this.seconds) % this.seconds;
   }
 
   /** Zeroes the buckets between the newest one and now. */
   private roll() {
     const now = Math.floor(this.clock.now() / this.stepMs);
     if (now <= this.head) return;
-    for (let s = this.head + 1; s <= Math.min(now, this.head + this.seconds); s++) for (const r of RATE_SERIES) this.rings[r][s % this.seconds] = 0;
+    for (let s = this.head + 1; s <= Math.min(now, this.head + this.seconds); s++) for (const r of RATE_SERIES) this.rings[r][this.slot(s)] = 0;
     this.head = now;
   }
 
@@ -51,7 +56,7 @@ export class RateHistory {
     const n = Math.max(0, Math.min(count, this.seconds - 1));
     const first = this.head - n;
     const out: RateWindow = { start: first * this.stepMs, stepMs: this.stepMs, origin: [], peer: [], upload: [] };
-    for (let s = first; s < this.head; s++) for (const r of RATE_SERIES) out[r].push(this.rings[r][s % this.seconds]! * (1000 / this.stepMs));
+    for (let s = first; s < this.head; s++) for (const r of RATE_SERIES) out[r].push(this.rings[r][this.slot(s)]! * (1000 / this.stepMs));
     return out;
   }
 }
