@@ -4,7 +4,6 @@
  * hashes from a Packages index read as a stream (plain, .gz, .xz).
  */
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
 import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -14,9 +13,9 @@ import { parseRelease, verifyRelease } from '../daemon/apt/release.js';
 import { ShoalError } from '../daemon/errors.js';
 import { APT_TOOLS, makeAptRepo } from './helpers/apt-repo.js';
 import { sha256File, tmpDir } from './helpers/fixtures.js';
-import { requires } from './helpers/requires.js';
+import { requires, hasCommand } from './helpers/requires.js';
 
-const missing = APT_TOOLS.find((b) => spawnSync('sh', ['-c', `command -v ${b}`]).status !== 0);
+const missing = APT_TOOLS.find((b) => !hasCommand(b));
 const aptTest = requires(missing ? `${missing} is not installed (apt-get install apt-utils gpg gpgv xz-utils dpkg)` : undefined);
 
 aptTest('a signed Release verifies with the binary or the armoured keyring, clearsigned or detached, and lists every index with its hash', async (t) => {

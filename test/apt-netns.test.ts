@@ -6,7 +6,6 @@
  * everywhere and the origin serves the indexes and packages once.
  */
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import makeMdns from 'multicast-dns';
@@ -17,10 +16,11 @@ import { sha256File, tmpDir } from './helpers/fixtures.js';
 import { createTestbed, netnsSupport } from './helpers/netns.js';
 import { startShoald } from './helpers/site.js';
 import { until } from './helpers/until.js';
+import { hasCommand } from './helpers/requires.js';
 
 const MiB = 1 << 20;
 const support = netnsSupport();
-const missing = [...APT_TOOLS, 'apt-get'].find((b) => spawnSync('sh', ['-c', `command -v ${b}`]).status !== 0);
+const missing = [...APT_TOOLS, 'apt-get'].find((b) => !hasCommand(b));
 const why = !support.ok ? support.reason : missing ? `${missing} is not installed` : undefined;
 const netnsTest = why ? test.serial.skip : test.serial;
 if (why) console.log(`apt site tests skipped: ${why}`);

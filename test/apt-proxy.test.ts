@@ -14,14 +14,14 @@ import { APT_TOOLS, addDeb, makeAptRepo, writeIndexes, type AptRepo } from './he
 import { aptClient } from './helpers/apt-client.js';
 import { ROOT, sha256File, tmpDir } from './helpers/fixtures.js';
 import { parseMetrics, sum } from './helpers/prometheus.js';
-import { requires } from './helpers/requires.js';
+import { requires, hasCommand } from './helpers/requires.js';
 import { startShoald, startSite, waitForPeers } from './helpers/site.js';
 import { until } from './helpers/until.js';
 import { FakePeer } from './helpers/fake-peer.js';
 import { CA_CHUNK_SIZE } from '../daemon/frontends/content.js';
 
 const MiB = 1 << 20;
-const missing = [...APT_TOOLS, 'apt-get'].find((b) => spawnSync('sh', ['-c', `command -v ${b}`]).status !== 0);
+const missing = [...APT_TOOLS, 'apt-get'].find((b) => !hasCommand(b));
 const aptTest = requires(missing ? `${missing} is not installed (apt-get install apt apt-utils gpg gpgv xz-utils dpkg)` : undefined);
 
 const PACKAGES = [{ name: 'big', bytes: 17 * MiB }, { name: 'mid', bytes: 6 * MiB }, { name: 'small', bytes: 300_000 }, { name: 'tiny', bytes: 20_000 }];

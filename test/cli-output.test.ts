@@ -1,6 +1,6 @@
 /** What people see: a live progress bar on a terminal, plain lines elsewhere, --help on every verb. */
 import test from 'ava';
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import path from 'node:path';
 import { ProgressBar } from '../agent-api/agent-verbs.js';
@@ -9,7 +9,7 @@ import { usage } from '../agent-api/cli.js';
 import { originWithRelease } from './helpers/release.js';
 import { startSite } from './helpers/site.js';
 import { CLI, runShoal, tmpDir } from './helpers/fixtures.js';
-import { requires } from './helpers/requires.js';
+import { requires, hasCommand } from './helpers/requires.js';
 import { until } from './helpers/until.js';
 
 const MiB = 1 << 20;
@@ -55,7 +55,7 @@ test('the bar fits the width it is given: parts give way in order, never a wrapp
   t.regex(stalled, /stalled: no source/);
 });
 
-const tmuxMissing = spawnSync('sh', ['-c', 'command -v tmux']).status === 0 || process.env.CI ? undefined : 'tmux is not installed (apt-get install tmux)';
+const tmuxMissing = hasCommand('tmux') || process.env.CI ? undefined : 'tmux is not installed (apt-get install tmux)';
 requires(tmuxMissing)('in a real 80- and a 40-column terminal (tmux) the live line stays one line: no wraps, no line per update', async (t) => {
   const exec = promisify(execFile);
   const dir = await tmpDir(t);

@@ -6,15 +6,11 @@ import path from 'node:path';
 import { originWithRelease } from './helpers/release.js';
 import { parseMetrics, sum } from './helpers/prometheus.js';
 import { startSite, waitForPeers } from './helpers/site.js';
-import { requires } from './helpers/requires.js';
+import { hasCommand, requires } from './helpers/requires.js';
 import { ROOT, runShoal, tmpDir } from './helpers/fixtures.js';
 
 const MiB = 1 << 20;
 const OUTPUT = process.env.SHOAL_TEST_OUTPUT ?? path.join(ROOT, 'test-output');
-
-function hasCommand(cmd: string): boolean {
-  return spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
-}
 
 test('after a real 3-daemon transfer, /metrics passes promtool and its counters match what the origin served and the daemons received', async (t) => {
   const dir = await tmpDir(t);

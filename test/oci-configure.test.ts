@@ -10,7 +10,7 @@ import path from 'node:path';
 import { CLI, tmpDir } from './helpers/fixtures.js';
 import { OCI_TOOLS, buildImage, pushImage, skopeoPull, startRegistry } from './helpers/oci.js';
 import { parseMetrics, sum } from './helpers/prometheus.js';
-import { requires } from './helpers/requires.js';
+import { requires, hasCommand } from './helpers/requires.js';
 import { startShoald } from './helpers/site.js';
 
 function shoal(args: string[]) {
@@ -91,7 +91,7 @@ test('bad arguments are usage errors', (t) => {
   t.regex(shoal(['oci', '--help']).out, /shoal oci configure containerd\|docker\|podman/);
 });
 
-const missing = OCI_TOOLS.find((b) => spawnSync('sh', ['-c', `command -v ${b}`]).status !== 0);
+const missing = OCI_TOOLS.find((b) => !hasCommand(b));
 requires(missing ? `${missing} is not installed` : undefined)('podman/skopeo: the registries.conf.d drop-in sends a real skopeo pull through the mirror; --undo removes it', async (t) => {
   const { dir, root } = await setup(t);
   const reg = await startRegistry(path.join(dir, 'registry'), { listen: '127.0.0.1' });
@@ -134,7 +134,7 @@ async function startContainerd(t: import('ava').ExecutionContext, dir: string): 
   return sock;
 }
 
-const noContainerd = process.getuid?.() !== 0 ? 'containerd needs root' : ['containerd', 'ctr', ...OCI_TOOLS].find((b) => spawnSync('sh', ['-c', `command -v ${b}`]).status !== 0);
+const noContainerd = process.getuid?.() !== 0 ? 'containerd needs root' : ['containerd', 'ctr', ...OCI_TOOLS].find((b) => !hasCommand(b));
 requires(noContainerd ? `${noContainerd}${noContainerd.includes(' ') ? '' : ' is not installed'}` : undefined)('containerd: ctr --hosts-dir with the hosts.toml shoal wrote fetches the image through the mirror, tag resolved at the registry', async (t) => {
   const dir = await tmpDir(t);
   const reg = await startRegistry(path.join(dir, 'registry'), { listen: '127.0.0.1', token: true });

@@ -5,7 +5,6 @@
  * tag is seen at once; a lying peer is banned and the pull still succeeds;
  * with shoald stopped skopeo goes straight to the registry.
  */
-import { spawnSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { CA_CHUNK_SIZE } from '../daemon/frontends/content.js';
@@ -13,12 +12,12 @@ import { FakePeer } from './helpers/fake-peer.js';
 import { sha256File, tmpDir } from './helpers/fixtures.js';
 import { OCI_TOOLS, buildImage, pulledBlob, pushImage, skopeoPull, startRegistry, writeRegistriesConf } from './helpers/oci.js';
 import { parseMetrics, sum } from './helpers/prometheus.js';
-import { requires } from './helpers/requires.js';
+import { requires, hasCommand } from './helpers/requires.js';
 import { startShoald, startSite, waitForPeers } from './helpers/site.js';
 import { until } from './helpers/until.js';
 
 const MiB = 1 << 20;
-const missing = OCI_TOOLS.find((b) => spawnSync('sh', ['-c', `command -v ${b}`]).status !== 0);
+const missing = OCI_TOOLS.find((b) => !hasCommand(b));
 const ociTest = requires(missing ? `${missing} is not installed (apt-get install skopeo docker-registry openssl)` : undefined);
 
 async function registry(t: import('ava').ExecutionContext, dir: string, token = true) {

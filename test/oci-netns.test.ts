@@ -6,17 +6,17 @@
  * gets the image's digest and the registry sends it ≤ 1.02 × once.
  */
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { sha256File, tmpDir } from './helpers/fixtures.js';
 import { createTestbed, netnsSupport } from './helpers/netns.js';
 import { OCI_TOOLS, buildImage, pulledBlob, pushImage, skopeoPull, startRegistry, writeRegistriesConf } from './helpers/oci.js';
 import { startShoald } from './helpers/site.js';
 import { until } from './helpers/until.js';
+import { hasCommand } from './helpers/requires.js';
 
 const MiB = 1 << 20;
 const support = netnsSupport();
-const missing = OCI_TOOLS.find((b) => spawnSync('sh', ['-c', `command -v ${b}`]).status !== 0);
+const missing = OCI_TOOLS.find((b) => !hasCommand(b));
 const why = !support.ok ? support.reason : missing ? `${missing} is not installed` : undefined;
 const netnsTest = why ? test.serial.skip : test.serial;
 if (why) console.log(`OCI site tests skipped: ${why}`);

@@ -6,9 +6,10 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ROOT, tmpDir } from './helpers/fixtures.js';
+import { verifyUnit } from './helpers/unit.js';
+import { hasCommand } from './helpers/requires.js';
 
-const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
-const missing = ['dpkg', 'dpkg-deb'].find((c) => !has(c));
+const missing = ['dpkg', 'dpkg-deb'].find((c) => !hasCommand(c));
 const pkgTest = missing ? test.skip : test;
 if (missing) console.log(`package tests skipped: ${missing} is not installed`);
 
@@ -98,13 +99,9 @@ pkgTest('installed into a throwaway root: files and modes, the unit verifies, th
   t.regex(status.stdout, /Status: install ok installed/);
 
   // The installed unit verifies against the installed binary (ExecStart under the root).
-  if (has('systemd-analyze')) {
-    const unit = (await fs.readFile(path.join(r, 'usr/lib/systemd/system/shoal.service'), 'utf8')).replace('ExecStart=/usr/bin/shoald', `ExecStart=${r}/usr/bin/shoald`);
-    const copy = path.join(r, 'shoal.service');
-    await fs.writeFile(copy, unit);
-    const v = spawnSync('systemd-analyze', ['verify', '--man=no', copy], { encoding: 'utf8' });
+  if (hasCommand('systemd-analyze')) {
+    const v = await verifyUnit(path.join(r, 'usr/lib/systemd/system/shoal.service'), r);
     t.is(v.status, 0, v.stderr);
-    await fs.rm(copy);
   } else t.log('systemd-analyze is not installed: unit not verified');
 
   // The installed release runs on its own: production dependencies only, plain node.

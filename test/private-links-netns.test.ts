@@ -5,7 +5,7 @@
  * capture; with an open site it does (so the test can see it when it is there).
  */
 import test from 'ava';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { tmpDir } from './helpers/fixtures.js';
@@ -13,10 +13,11 @@ import { createTestbed, netnsSupport } from './helpers/netns.js';
 import { originWithRelease } from './helpers/release.js';
 import { startShoald } from './helpers/site.js';
 import { until } from './helpers/until.js';
+import { hasCommand } from './helpers/requires.js';
 
 const MiB = 1 << 20;
 const support = netnsSupport();
-const noTcpdump = spawnSync('sh', ['-c', 'command -v tcpdump']).status !== 0;
+const noTcpdump = !hasCommand('tcpdump');
 const why = !support.ok ? support.reason : noTcpdump ? 'tcpdump is not installed' : undefined;
 const netnsTest = why ? test.serial.skip : test.serial;
 if (why) console.log(`private link capture tests skipped: ${why}`);

@@ -5,8 +5,10 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { ROOT, tmpDir } from './helpers/fixtures.js';
+import { verifyUnit } from './helpers/unit.js';
+import { hasCommand } from './helpers/requires.js';
 
-const hasAnalyze = spawnSync('sh', ['-c', 'command -v systemd-analyze']).status === 0;
+const hasAnalyze = hasCommand('systemd-analyze');
 const analyzeTest = hasAnalyze ? test : test.skip;
 if (!hasAnalyze) console.log('systemd unit checks skipped: systemd-analyze is not installed');
 
@@ -30,11 +32,7 @@ async function tree(dir: string): Promise<string[]> {
 analyzeTest('the unit passes systemd-analyze verify and security (exposure ≤ 2.5)', async (t) => {
   const dir = await tmpDir(t);
   t.is((await install(dir)).status, 0);
-  // verify checks that ExecStart exists: point it at the wrapper just installed under DESTDIR.
-  const unit = (await fs.readFile(path.join(ROOT, 'systemd/shoal.service'), 'utf8')).replace('ExecStart=/usr/bin/shoald', `ExecStart=${dir}/usr/bin/shoald`);
-  const copy = path.join(dir, 'shoal.service');
-  await fs.writeFile(copy, unit);
-  const verify = spawnSync('systemd-analyze', ['verify', '--man=no', copy], { encoding: 'utf8' });
+  const verify = await verifyUnit(path.join(ROOT, 'systemd/shoal.service'), dir);
   t.is(verify.status, 0, verify.stderr);
   const sec = spawnSync('systemd-analyze', ['security', '--offline=yes', '--threshold=25', path.join(ROOT, 'systemd/shoal.service')], { encoding: 'utf8' });
   t.is(sec.status, 0, sec.stdout + sec.stderr);

@@ -256,12 +256,16 @@ function peers(d: AdminDeps): PeerView[] {
   }));
 }
 
+function blobCounts(blobs: Array<{ complete: boolean }>): { blobs: number; partial: number } {
+  return { blobs: blobs.length, partial: blobs.filter((b) => !b.complete).length };
+}
+
 function status(d: AdminDeps): StatusView {
   return {
     peerId: d.selfId, site: d.site, link: d.link, peerPort: d.peerPort(),
     peers: { healthy: d.table.usable().length, known: d.table.all().length },
     downloads: d.swarm.active().map((x) => x.progress()),
-    cache: { usedBytes: d.store.usedBytes(), maxBytes: d.store.maxBytes, blobs: d.store.list().length, partial: d.store.list().filter((b) => !b.complete).length },
+    cache: { usedBytes: d.store.usedBytes(), maxBytes: d.store.maxBytes, ...blobCounts(d.store.list()) },
     leases: d.swarm.coordinator.activeLeases(),
     savings24h: d.savings.since(Date.now() - 86400_000),
     memory: process.memoryUsage(),
