@@ -14,6 +14,7 @@ import { parseMetrics, sum } from '../test/helpers/prometheus.js';
 import { originWithRelease, type Release } from '../test/helpers/release.js';
 import { peerAddresses, startShoald, startSite, waitForPeers, type RunningDaemon } from '../test/helpers/site.js';
 import { cpuSeconds, fmt, median, MiB, tempDir, timeCommand, timeCommandCpu } from './lib.js';
+import { socketTransfer } from './socket-floor.js';
 
 type Teardown = { teardown(fn: () => unknown): void; run(): Promise<void> };
 
@@ -269,6 +270,13 @@ export async function benchThroughput(): Promise<void> {
     const cores = os.cpus().length;
     console.log(`  CPU seconds per GiB (all threads; ${cores} cores = ${cores} s per wall second): curl ${perGiB(cpu.curl)} + server ${perGiB(cpu.server)}; shoald receiver ${perGiB(cpu.receiver)} + serving peer ${perGiB(cpu.seed)}; over TLS: receiver ${perGiB(cpu.tlsReceiver)} + serving peer ${perGiB(cpu.tlsSeed)}`);
     console.log(`  peak RSS: receiver ${fmt(rssRecv, 0)} MiB, serving peer ${fmt(peakRssMiB(transfer.seed.proc.pid), 0)} MiB`);
+    // The floor under the private link: Node's own sockets, plain and with the same TLS settings.
+    const floor = { plain: [] as Array<{ ms: number; cpu: { receiver: number; server: number } }>, tls: [] as Array<{ ms: number; cpu: { receiver: number; server: number } }> };
+    for (let i = 0; i < RUNS; i++) for (const mode of i % 2 ? (['tls', 'plain'] as const) : (['plain', 'tls'] as const)) floor[mode].push(await socketTransfer(mode, SIZE));
+    const med = (xs: Array<{ ms: number; cpu: { receiver: number; server: number } }>, f: (x: { ms: number; cpu: { receiver: number; server: number } }) => number) => median(xs.map(f)) / (SIZE / (1024 * MiB));
+    const added = (a: number[], b: number[]) => fmt((median(a) - median(b)) / (SIZE / (1024 * MiB)));
+    console.log(`  Node sockets alone (memory to memory, 1 MiB writes, onread): plain ${fmt(median(floor.plain.map((x) => x.ms)), 0)} ms, TLS ${fmt(median(floor.tls.map((x) => x.ms)), 0)} ms; CPU-s per GiB receiver + server: plain ${fmt(med(floor.plain, (x) => x.cpu.receiver))} + ${fmt(med(floor.plain, (x) => x.cpu.server))}, TLS ${fmt(med(floor.tls, (x) => x.cpu.receiver))} + ${fmt(med(floor.tls, (x) => x.cpu.server))}`);
+    console.log(`  TLS adds, CPU-s per GiB receiver + server: Node's sockets ${fmt(med(floor.tls, (x) => x.cpu.receiver) - med(floor.plain, (x) => x.cpu.receiver))} + ${fmt(med(floor.tls, (x) => x.cpu.server) - med(floor.plain, (x) => x.cpu.server))}; shoald ${added(cpu.tlsReceiver, cpu.receiver)} + ${added(cpu.tlsSeed, cpu.seed)}`);
   });
 }
 
